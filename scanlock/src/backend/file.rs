@@ -1,0 +1,651 @@
+//! The file back end: `flock(2)` on files under `<root>/.locks/`.
+//!
+//! Per lock name (stem `S`, see [`crate::name`]):
+//!
+//! | file | role |
+//! |---|---|
+//! | `S.lock` | the lock itself: `flock` shared or exclusive. Never deleted or replaced by scanlock, never written: plantdb truncates it and `flock(1)` locks it too. |
+//! | `S.gate` | writer preference across processes: a writer holds it exclusively while it waits for `S.lock`; readers pass through it (shared, released at once) before they take `S.lock`, so they queue behind a waiting writer. |
+//! | `S.holders/` | one JSON record per holder, each kept `flock`ed shared by its holder: a record whose flock can be taken belongs to a holder that is gone. |
+//!
+//! Why not delete lock files on release (plantdb does): a waiter may already have the
+//! old file open, lock it after the unlink and believe it holds the lock while a newcomer
+//! creates and locks a fresh file at the same path. scanlock never unlinks `S.lock`, and
+//! still checks after every lock that its file is the one at the path, for the sake of
+//! other tools that do unlink.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Read, Write};
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+use std::os::unix::io::AsRawFd;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, SystemTime};
+
+use super::{Backend, BackendLock, HolderRecord, WaitCtx};
+use crate::info::{self, LockInfo, PlantdbInfo};
+use crate::name::LockName;
+use crate::{LockError, LockStatus, LockType};
+
+/// Name of the lock directory under the root.
+pub(crate) const LOCK_DIR: &str = ".locks";
+const LOCK_SUFFIX: &str = ".lock";
+const GATE_SUFFIX: &str = ".gate";
+const HOLDERS_SUFFIX: &str = ".holders";
+/// plantdb's holder record (read, never written or deleted by scanlock).
+const INFO_SUFFIX: &str = ".info";
+/// How long one plantdb `.info` may keep naming a live holder of a lock we hold before
+/// we conclude its pid was reused by an unrelated process (plantdb's release takes
+/// microseconds between unlocking and removing `.info`).
+const PLANTDB_RELEASE_GRACE: Duration = Duration::from_secs(2);
+const TMP_PREFIX: &str = ".tmp-";
+/// A fallback temp record older than this whose flock is free was abandoned by a crash.
+const TMP_GRACE: Duration = Duration::from_secs(60);
+/// Attempts a one-shot acquisition makes when it finds its file replaced under it.
+const TRY_RELINK_ATTEMPTS: usize = 8;
+
+static RECORD_SEQ: AtomicU64 = AtomicU64::new(0);
+
+/// The file back end rooted at one lock directory.
+#[derive(Debug)]
+pub(crate) struct FileBackend {
+    dir: PathBuf,
+    file_mode: u32,
+}
+
+impl FileBackend {
+    /// Opens (creating if needed) `<root>/.locks`.
+    pub(crate) fn open(root: &Path, file_mode: u32) -> Result<FileBackend, LockError> {
+        let dir = root.join(LOCK_DIR);
+        fs::create_dir_all(&dir).map_err(|e| LockError::io(".locks", "create", &dir, e))?;
+        let meta =
+            fs::symlink_metadata(&dir).map_err(|e| LockError::io(".locks", "inspect", &dir, e))?;
+        if !meta.is_dir() {
+            return Err(LockError::io(
+                ".locks",
+                "use",
+                &dir,
+                io::Error::new(
+                    io::ErrorKind::InvalidInput,
+                    "not a directory (a symlink or file is in the way); remove it",
+                ),
+            ));
+        }
+        Ok(FileBackend { dir, file_mode })
+    }
+
+    /// The lock directory.
+    pub(crate) fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    fn path(&self, name: &LockName, suffix: &str) -> PathBuf {
+        let mut s = String::with_capacity(name.stem().len() + suffix.len());
+        s.push_str(name.stem());
+        s.push_str(suffix);
+        self.dir.join(s)
+    }
+
+    fn open_lock_file(&self, name: &LockName, path: &Path) -> Result<File, LockError> {
+        let rw = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .mode(self.file_mode)
+            .custom_flags(libc::O_NOFOLLOW)
+            .open(path);
+        match rw {
+            Ok(f) => Ok(f),
+            // Another user's lock file: a read-only descriptor can still be flocked.
+            Err(e) if e.kind() == io::ErrorKind::PermissionDenied => OpenOptions::new()
+                .read(true)
+                .custom_flags(libc::O_NOFOLLOW)
+                .open(path)
+                .map_err(|e| LockError::io(name.as_str(), "open", path, e)),
+            Err(e) => Err(LockError::io(name.as_str(), "open", path, e)),
+        }
+    }
+}
+
+/// Takes `mode` on `file` as the wait allows; `Ok(false)` when it gave up.
+fn lock_file(file: &File, mode: LockType, wait: &WaitCtx) -> io::Result<bool> {
+    if wait.may_block_in_kernel() {
+        loop {
+            let r = match mode {
+                LockType::Shared => file.lock_shared(),
+                LockType::Exclusive => file.lock(),
+            };
+            match r {
+                Ok(()) => return Ok(true),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e),
+            }
+        }
+    }
+    let attempt = || {
+        let r = match mode {
+            LockType::Shared => file.try_lock_shared(),
+            LockType::Exclusive => file.try_lock(),
+        };
+        match r {
+            Ok(()) => Ok(Some(())),
+            Err(std::fs::TryLockError::WouldBlock) => Ok(None),
+            Err(std::fs::TryLockError::Error(e)) if e.kind() == io::ErrorKind::Interrupted => {
+                Ok(None)
+            }
+            Err(std::fs::TryLockError::Error(e)) => Err(e),
+        }
+    };
+    match wait.poll(attempt) {
+        Ok(()) => Ok(true),
+        Err(None) => Ok(false),
+        Err(Some(e)) => Err(e),
+    }
+}
+
+/// After locking: is `file` still the file at `path`? Another tool may have unlinked
+/// or replaced it while we waited, in which case our lock protects nothing.
+fn still_at_path(file: &File, path: &Path) -> io::Result<bool> {
+    let mine = file.metadata()?;
+    if mine.nlink() == 0 {
+        return Ok(false);
+    }
+    match fs::symlink_metadata(path) {
+        Ok(there) => Ok(there.dev() == mine.dev() && there.ino() == mine.ino()),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
+        Err(e) => Err(e),
+    }
+}
+
+impl Backend for FileBackend {
+    fn acquire(
+        &self,
+        name: &LockName,
+        mode: LockType,
+        wait: &WaitCtx,
+    ) -> Result<Box<dyn BackendLock>, LockError> {
+        let lock_path = self.path(name, LOCK_SUFFIX);
+        let gate_path = self.path(name, GATE_SUFFIX);
+        let io_err = |op: &str, path: &Path, e| LockError::io(name.as_str(), op, path, e);
+        let info_path = name.is_plain().then(|| self.path(name, INFO_SUFFIX));
+        let mut relinks = 0;
+        let mut pause = WaitCtx::first_pause();
+        let mut plantdb = PlantdbWatch::default();
+        loop {
+            // Readers pass the gate and let go of it at once; a writer keeps it until it
+            // holds the lock, so readers arriving meanwhile queue behind it.
+            let gate = self.open_lock_file(name, &gate_path)?;
+            if !lock_file(&gate, mode, wait).map_err(|e| io_err("lock", &gate_path, e))? {
+                return Err(wait.give_up(name, mode));
+            }
+            if mode == LockType::Shared {
+                drop(gate);
+            }
+            let main = self.open_lock_file(name, &lock_path)?;
+            if !lock_file(&main, mode, wait).map_err(|e| io_err("lock", &lock_path, e))? {
+                return Err(wait.give_up(name, mode));
+            }
+            // plantdb releases by unlock, unlink `.lock`, unlink `.info`: an `.info` naming
+            // a live conflicting holder means we locked a file it is about to unlink. This
+            // check must come before the identity check: once its `.info` is gone, its
+            // `.lock` is gone too, and the identity check sees that.
+            if let Some(info_path) = &info_path
+                && plantdb.releasing(info_path, mode)
+            {
+                drop(main);
+                if !wait.pause(&mut pause) {
+                    return Err(wait.give_up(name, mode));
+                }
+                continue;
+            }
+            if !still_at_path(&main, &lock_path).map_err(|e| io_err("inspect", &lock_path, e))? {
+                tracing::debug!(
+                    lock = name.as_str(),
+                    "lock file was replaced while waiting; retrying"
+                );
+                relinks += 1;
+                if wait.deadline == super::Deadline::Try && relinks >= TRY_RELINK_ATTEMPTS {
+                    return Err(wait.give_up(name, mode));
+                }
+                continue;
+            }
+            return Ok(Box::new(FileLock {
+                main: Some(main),
+                name: name.as_str().to_owned(),
+                lock_path,
+                holders_dir: self.path(name, HOLDERS_SUFFIX),
+                file_mode: self.file_mode,
+                pid: std::process::id(),
+            }));
+        }
+    }
+
+    fn status(&self, name: &LockName) -> Result<LockStatus, LockError> {
+        let lock_path = self.path(name, LOCK_SUFFIX);
+        let records = read_records(&self.path(name, HOLDERS_SUFFIX), false).map_err(|e| {
+            LockError::io(name.as_str(), "read", &self.path(name, HOLDERS_SUFFIX), e)
+        })?;
+        let mut holders = records.live;
+        let kernel = kernel_holders(&lock_path);
+        let lock_type = match &kernel {
+            Some(k) => {
+                // Holders that keep no scanlock record (flock(1), plantdb): show what
+                // the kernel knows about them.
+                let plantdb = if name.is_plain()
+                    && k.iter()
+                        .any(|(pid, _)| !holders.iter().any(|h| h.pid == *pid))
+                {
+                    read_small(&self.path(name, INFO_SUFFIX))
+                        .ok()
+                        .and_then(|(_, b)| PlantdbInfo::parse(&b))
+                } else {
+                    None
+                };
+                for (pid, mode) in k {
+                    if !holders
+                        .iter()
+                        .any(|h| h.pid == *pid && h.hostname == info::this_host())
+                    {
+                        holders.push(foreign_holder(name, *pid, *mode, plantdb.as_ref()));
+                    }
+                }
+                strongest(k.iter().map(|(_, m)| *m))
+            }
+            None => strongest(holders.iter().map(|h| h.lock_type)),
+        };
+        Ok(LockStatus {
+            name: name.as_str().to_owned(),
+            lock_type,
+            holders,
+            stale_records: records.stale,
+        })
+    }
+
+    fn cleanup_stale(&self) -> Result<usize, LockError> {
+        let entries = match fs::read_dir(&self.dir) {
+            Ok(e) => e,
+            Err(e) => return Err(LockError::io(".locks", "list", &self.dir, e)),
+        };
+        let mut removed = 0;
+        for entry in entries.flatten() {
+            let fname = entry.file_name();
+            if !fname.as_bytes().ends_with(HOLDERS_SUFFIX.as_bytes()) {
+                continue;
+            }
+            let path = entry.path();
+            match read_records(&path, true) {
+                Ok(r) => removed += r.removed,
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(e) => return Err(LockError::io(".locks", "clean", &path, e)),
+            }
+        }
+        Ok(removed)
+    }
+}
+
+/// Tracks a plantdb `.info` seen while we hold the lock it describes.
+#[derive(Default)]
+struct PlantdbWatch {
+    seen: Option<(u64, std::time::Instant)>,
+}
+
+impl PlantdbWatch {
+    /// True when `info_path` names another live process holding in a mode that conflicts
+    /// with `mode`, i.e. a plantdb holder still releasing.
+    fn releasing(&mut self, info_path: &Path, mode: LockType) -> bool {
+        let Ok(bytes) = read_small(info_path) else {
+            return false;
+        };
+        let Some(info) = PlantdbInfo::parse(&bytes.1) else {
+            return false;
+        };
+        let conflicts = mode == LockType::Exclusive || info.lock_type == LockType::Exclusive;
+        if !conflicts || info.pid == std::process::id() || !info::pid_alive(info.pid) {
+            return false;
+        }
+        let now = std::time::Instant::now();
+        match self.seen {
+            Some((ino, since)) if ino == bytes.0 => {
+                if now.duration_since(since) > PLANTDB_RELEASE_GRACE {
+                    tracing::warn!(info = %info_path.display(), pid = info.pid, "ignoring a plantdb .info whose holder does not hold the lock (pid reused?)");
+                    return false;
+                }
+            }
+            _ => self.seen = Some((bytes.0, now)),
+        }
+        true
+    }
+}
+
+/// Reads a small file without following symlinks: `(inode, bytes)`.
+fn read_small(path: &Path) -> io::Result<(u64, Vec<u8>)> {
+    let file = OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+        .open(path)?;
+    let meta = file.metadata()?;
+    if !meta.is_file() {
+        return Err(io::Error::from(io::ErrorKind::InvalidInput));
+    }
+    let mut buf = Vec::with_capacity(512);
+    (&file).take(64 * 1024).read_to_end(&mut buf)?;
+    Ok((meta.ino(), buf))
+}
+
+fn strongest(modes: impl Iterator<Item = LockType>) -> Option<LockType> {
+    modes.max_by_key(|m| *m == LockType::Exclusive)
+}
+
+/// A holder the kernel reports but that keeps no scanlock record: `flock(1)`, or plantdb
+/// (whose `.info` supplies the user when its pid matches).
+fn foreign_holder(
+    name: &LockName,
+    pid: u32,
+    mode: LockType,
+    plantdb: Option<&PlantdbInfo>,
+) -> LockInfo {
+    let mut h = LockInfo::for_current_thread(name.as_str(), "", mode, true);
+    h.pid = pid;
+    h.thread = String::new();
+    h.acquired_at = SystemTime::UNIX_EPOCH;
+    if let Some(p) = plantdb.filter(|p| p.pid == pid) {
+        h.user = p.user.clone();
+        h.thread = "plantdb".to_owned();
+        h.thread_id = p.thread_id;
+        h.acquired_at = p.timestamp.unwrap_or(SystemTime::UNIX_EPOCH);
+    }
+    h
+}
+
+/// What the kernel says about flock holders of `path`: `(pid, mode)` per lock, or `None`
+/// where `/proc/locks` is not available. Read-only, unlike probing with a lock attempt.
+fn kernel_holders(path: &Path) -> Option<Vec<(u32, LockType)>> {
+    let meta = match fs::symlink_metadata(path) {
+        Ok(m) => m,
+        Err(_) => return Some(Vec::new()),
+    };
+    let text = fs::read_to_string("/proc/locks").ok()?;
+    let dev = meta.dev();
+    let want = format!(
+        "{:02x}:{:02x}:{}",
+        libc::major(dev),
+        libc::minor(dev),
+        meta.ino()
+    );
+    let mut out = Vec::new();
+    for line in text.lines() {
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        // "1: FLOCK  ADVISORY  WRITE 1234 fd:01:5678 0 EOF"; waiters have "->" after "1:".
+        if fields.len() < 6 || fields[1] != "FLOCK" || fields[5] != want {
+            continue;
+        }
+        let mode = match fields[3] {
+            "WRITE" => LockType::Exclusive,
+            "READ" => LockType::Shared,
+            _ => continue,
+        };
+        if let Ok(pid) = fields[4].parse() {
+            out.push((pid, mode));
+        }
+    }
+    Some(out)
+}
+
+/// A held `S.lock`.
+#[derive(Debug)]
+struct FileLock {
+    main: Option<File>,
+    name: String,
+    lock_path: PathBuf,
+    holders_dir: PathBuf,
+    file_mode: u32,
+    /// The process that took the lock: a forked child shares the open file description
+    /// and must never unlock it (that would release the parent's lock).
+    pid: u32,
+}
+
+impl FileLock {
+    fn unlock(&mut self) -> io::Result<()> {
+        match self.main.take() {
+            Some(f) if self.pid == std::process::id() => f.unlock(),
+            _ => Ok(()),
+        }
+    }
+}
+
+impl Drop for FileLock {
+    fn drop(&mut self) {
+        let _ = self.unlock();
+    }
+}
+
+impl BackendLock for FileLock {
+    fn add_holder(&self, info: &LockInfo) -> Result<Box<dyn HolderRecord>, LockError> {
+        write_record(&self.holders_dir, info, self.file_mode)
+            .map(|r| Box::new(r) as Box<dyn HolderRecord>)
+            .map_err(|e| LockError::io(&self.name, "write holder record in", &self.holders_dir, e))
+    }
+
+    fn release(mut self: Box<Self>) -> Result<(), LockError> {
+        let (name, path) = (self.name.clone(), self.lock_path.clone());
+        self.unlock()
+            .map_err(|e| LockError::io(&name, "unlock", &path, e))
+    }
+}
+
+/// One published holder record, flocked shared for as long as it exists.
+#[derive(Debug)]
+struct FileRecord {
+    _file: File,
+    path: PathBuf,
+    pid: u32,
+}
+
+impl HolderRecord for FileRecord {}
+
+impl Drop for FileRecord {
+    fn drop(&mut self) {
+        // Unlink first, then close (which drops the flock): a record that is visible and
+        // unlocked therefore always belongs to a holder that died.
+        if self.pid == std::process::id() {
+            let _ = fs::remove_file(&self.path);
+        }
+    }
+}
+
+fn record_file_name(seq: u64) -> String {
+    let host: String = info::this_host()
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '.' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    format!("{host}-{}-{seq}.json", std::process::id())
+}
+
+/// Publishes `info` in `dir` without a moment where the record is visible but incomplete
+/// or unlocked: the file is written and flocked before it gets a name.
+fn write_record(dir: &Path, info: &LockInfo, mode: u32) -> io::Result<FileRecord> {
+    let json = serde_json::to_vec(info).map_err(io::Error::other)?;
+    let file = match open_anonymous(dir, mode) {
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            match fs::create_dir(dir) {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+                Err(e) => return Err(e),
+            }
+            open_anonymous(dir, mode)
+        }
+        other => other,
+    };
+    let pid = std::process::id();
+    match file {
+        Ok(mut file) => {
+            file.lock_shared()?;
+            file.write_all(&json)?;
+            let proc_path = format!("/proc/self/fd/{}", file.as_raw_fd());
+            loop {
+                let path = dir.join(record_file_name(RECORD_SEQ.fetch_add(1, Ordering::Relaxed)));
+                match link_follow(Path::new(&proc_path), &path) {
+                    Ok(()) => {
+                        return Ok(FileRecord {
+                            _file: file,
+                            path,
+                            pid,
+                        });
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
+                    Err(e) => return Err(e),
+                }
+            }
+        }
+        // No O_TMPFILE here (or no /proc): write under a hidden temporary name, then rename.
+        Err(e) if is_unsupported(&e) => {
+            let seq = RECORD_SEQ.fetch_add(1, Ordering::Relaxed);
+            let tmp = dir.join(format!("{TMP_PREFIX}{}", record_file_name(seq)));
+            let mut file = OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(mode)
+                .custom_flags(libc::O_NOFOLLOW)
+                .open(&tmp)?;
+            file.lock_shared()?;
+            file.write_all(&json)?;
+            let path = dir.join(record_file_name(seq));
+            fs::rename(&tmp, &path)?;
+            Ok(FileRecord {
+                _file: file,
+                path,
+                pid,
+            })
+        }
+        Err(e) => Err(e),
+    }
+}
+
+fn is_unsupported(e: &io::Error) -> bool {
+    matches!(
+        e.raw_os_error(),
+        Some(libc::EOPNOTSUPP) | Some(libc::EISDIR) | Some(libc::EINVAL)
+    )
+}
+
+#[cfg(target_os = "linux")]
+fn open_anonymous(dir: &Path, mode: u32) -> io::Result<File> {
+    OpenOptions::new()
+        .read(true)
+        .write(true)
+        .mode(mode)
+        .custom_flags(libc::O_TMPFILE | libc::O_NOFOLLOW)
+        .open(dir)
+}
+
+#[cfg(not(target_os = "linux"))]
+fn open_anonymous(_dir: &Path, _mode: u32) -> io::Result<File> {
+    Err(io::Error::from_raw_os_error(libc::EOPNOTSUPP))
+}
+
+fn link_follow(from: &Path, to: &Path) -> io::Result<()> {
+    let from = std::ffi::CString::new(from.as_os_str().as_bytes())?;
+    let to = std::ffi::CString::new(to.as_os_str().as_bytes())?;
+    // SAFETY: both paths are valid NUL-terminated strings for the duration of the call.
+    let rc = unsafe {
+        libc::linkat(
+            libc::AT_FDCWD,
+            from.as_ptr(),
+            libc::AT_FDCWD,
+            to.as_ptr(),
+            libc::AT_SYMLINK_FOLLOW,
+        )
+    };
+    if rc == 0 {
+        Ok(())
+    } else {
+        let e = io::Error::last_os_error();
+        // ENOENT on the /proc path means no /proc: use the rename fallback instead.
+        if e.raw_os_error() == Some(libc::ENOENT) && !Path::new("/proc/self/fd").exists() {
+            Err(io::Error::from_raw_os_error(libc::EOPNOTSUPP))
+        } else {
+            Err(e)
+        }
+    }
+}
+
+struct Records {
+    live: Vec<LockInfo>,
+    stale: usize,
+    removed: usize,
+}
+
+/// Reads the records in a `.holders` directory. A record whose flock we can take has no
+/// living holder: it is counted stale and, with `remove`, deleted while we hold it.
+fn read_records(dir: &Path, remove: bool) -> io::Result<Records> {
+    let mut out = Records {
+        live: Vec::new(),
+        stale: 0,
+        removed: 0,
+    };
+    let entries = match fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(out),
+        Err(e) => return Err(e),
+    };
+    for entry in entries.flatten() {
+        let fname = entry.file_name();
+        let is_tmp = fname.as_bytes().starts_with(TMP_PREFIX.as_bytes());
+        let path = entry.path();
+        let file = match OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+            .open(&path)
+        {
+            Ok(f) => f,
+            Err(_) => continue, // vanished (released) or not ours to read
+        };
+        if !file.metadata().map(|m| m.is_file()).unwrap_or(false) {
+            continue;
+        }
+        match file.try_lock() {
+            Ok(()) => {
+                let old_enough = !is_tmp
+                    || file
+                        .metadata()
+                        .and_then(|m| m.modified())
+                        .ok()
+                        .and_then(|t| t.elapsed().ok())
+                        .is_some_and(|age| age > TMP_GRACE);
+                if old_enough {
+                    out.stale += 1;
+                    if remove && fs::remove_file(&path).is_ok() {
+                        tracing::warn!(record = %path.display(), "removed stale holder record (its holder is gone)");
+                        out.removed += 1;
+                    }
+                }
+            }
+            Err(std::fs::TryLockError::WouldBlock) if !is_tmp => {
+                let mut buf = Vec::with_capacity(512);
+                if (&file).take(64 * 1024).read_to_end(&mut buf).is_ok()
+                    && let Some(info) = LockInfo::from_json(&buf)
+                {
+                    // Another reader probing the same dead record also blocks us:
+                    // a same-host record whose pid is gone is stale either way.
+                    let dead = info.hostname == info::this_host()
+                        && info.boot_id == info::this_boot()
+                        && !info::pid_alive(info.pid);
+                    if dead {
+                        out.stale += 1;
+                    } else {
+                        out.live.push(info);
+                    }
+                }
+            }
+            Err(_) => {}
+        }
+    }
+    Ok(out)
+}

@@ -1,0 +1,148 @@
+//! The seam between the manager's in-process layer and the store that makes a lock
+//! visible to other processes (and, for distributed back ends, other hosts).
+//!
+//! The in-process layer guarantees that a back end sees at most one acquisition per
+//! (process, name) at a time: threads are queued above this seam. A back end therefore
+//! only has to exclude *processes*.
+
+use std::fmt;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use crate::info::LockInfo;
+use crate::name::LockName;
+use crate::{LockError, LockStatus, LockType};
+
+pub(crate) mod file;
+
+/// How long an acquisition may wait, resolved to an absolute deadline.
+#[derive(Clone, Debug)]
+pub(crate) struct WaitCtx {
+    pub(crate) deadline: Deadline,
+    pub(crate) started: Instant,
+    /// Set when the caller gave up (an async acquisition's future was dropped).
+    pub(crate) cancel: Option<Arc<AtomicBool>>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Deadline {
+    /// Exactly one attempt, never sleeping.
+    Try,
+    /// Until this instant (monotonic clock).
+    At(Instant),
+    /// No limit.
+    Forever,
+}
+
+/// Longest sleep between attempts of a timed wait: bounds both the lateness of the
+/// timeout and the hand-over latency after a release.
+pub(crate) const MAX_POLL: Duration = Duration::from_millis(1);
+const FIRST_POLL: Duration = Duration::from_micros(50);
+
+impl WaitCtx {
+    pub(crate) fn cancelled(&self) -> bool {
+        self.cancel
+            .as_ref()
+            .is_some_and(|c| c.load(Ordering::Acquire))
+    }
+
+    /// True when blocking in the kernel without a limit is allowed: only for `Forever`
+    /// waits that nobody can cancel (flock cannot be interrupted safely from a library).
+    pub(crate) fn may_block_in_kernel(&self) -> bool {
+        self.deadline == Deadline::Forever && self.cancel.is_none()
+    }
+
+    /// The error to return when the wait ends unsuccessfully now.
+    pub(crate) fn give_up(&self, name: &LockName, lock_type: LockType) -> LockError {
+        match self.deadline {
+            Deadline::Try => LockError::WouldBlock {
+                name: name.as_str().to_owned(),
+                lock_type,
+                holder: None,
+            },
+            _ => LockError::Timeout {
+                name: name.as_str().to_owned(),
+                lock_type,
+                waited: self.started.elapsed(),
+                holder: None,
+            },
+        }
+    }
+
+    /// Runs `attempt` until it yields `Some`, sleeping with capped exponential back-off
+    /// between attempts; `Err(None)` when the deadline passed or the wait was cancelled.
+    pub(crate) fn poll<T, E>(
+        &self,
+        mut attempt: impl FnMut() -> Result<Option<T>, E>,
+    ) -> Result<T, Option<E>> {
+        let mut pause = FIRST_POLL;
+        loop {
+            if let Some(v) = attempt().map_err(Some)? {
+                return Ok(v);
+            }
+            if !self.pause(&mut pause) {
+                return Err(None);
+            }
+        }
+    }
+
+    /// Sleeps before the next attempt and grows `pause`; `false` (without sleeping) when
+    /// the wait is over: one-attempt mode, deadline passed, or cancelled.
+    pub(crate) fn pause(&self, pause: &mut Duration) -> bool {
+        let sleep = match self.deadline {
+            Deadline::Try => return false,
+            Deadline::Forever => *pause,
+            Deadline::At(t) => {
+                let now = Instant::now();
+                if now >= t {
+                    return false;
+                }
+                (*pause).min(t - now)
+            }
+        };
+        if self.cancelled() {
+            return false;
+        }
+        std::thread::sleep(sleep);
+        *pause = (*pause * 2).min(MAX_POLL);
+        true
+    }
+
+    /// The first pause of a back-off sequence.
+    pub(crate) fn first_pause() -> Duration {
+        FIRST_POLL
+    }
+}
+
+/// A store that excludes processes (and hosts). Object safe: the manager holds the one
+/// chosen at construction.
+pub(crate) trait Backend: Send + Sync + fmt::Debug {
+    /// Takes the process-level lock on `name` in `mode`, waiting as `wait` allows.
+    /// Returns `Timeout`/`WouldBlock` without holder details (the manager adds them).
+    fn acquire(
+        &self,
+        name: &LockName,
+        mode: LockType,
+        wait: &WaitCtx,
+    ) -> Result<Box<dyn BackendLock>, LockError>;
+
+    /// The lock's current state as other processes see it. Never changes any state.
+    fn status(&self, name: &LockName) -> Result<LockStatus, LockError>;
+
+    /// Removes metadata left by holders that are gone. Never touches a held lock.
+    fn cleanup_stale(&self) -> Result<usize, LockError>;
+}
+
+/// A process-level lock held through a back end.
+pub(crate) trait BackendLock: Send + fmt::Debug {
+    /// Publishes one in-process holder's metadata; the record is withdrawn when the
+    /// returned value is dropped.
+    fn add_holder(&self, info: &LockInfo) -> Result<Box<dyn HolderRecord>, LockError>;
+
+    /// Releases the lock. Dropping without calling this also releases it.
+    fn release(self: Box<Self>) -> Result<(), LockError>;
+}
+
+/// One holder's published metadata; dropping it withdraws the record.
+pub(crate) trait HolderRecord: Send + fmt::Debug {}

@@ -1,0 +1,235 @@
+//! The in-process reader/writer layer: one entry per lock name per process.
+//!
+//! `flock` conflicts are per open file description, and a process holds one OS lock per
+//! name; so threads must be excluded here, above the back end. The rules:
+//!
+//! - Holders are threads (or async tasks), never `user` strings.
+//! - A thread may re-enter a lock it holds: shared in shared, anything in exclusive,
+//!   counted. Asking for exclusive while holding shared is `WouldDeadlock`.
+//! - New readers queue behind a waiting writer (writer preference), except a thread
+//!   re-entering its own shared hold, which would otherwise deadlock.
+//! - The OS lock is taken by one thread at a time on the process's behalf and released
+//!   when the last in-process holder leaves.
+
+use std::sync::{Condvar, Mutex, MutexGuard, PoisonError};
+use std::thread::ThreadId;
+use std::time::{Duration, Instant};
+
+use crate::backend::{Backend, BackendLock, Deadline, HolderRecord, WaitCtx};
+use crate::info::LockInfo;
+use crate::name::LockName;
+use crate::{LockError, LockType};
+
+/// Who holds: a thread (re-entrant) or one async acquisition (never re-entrant, since a
+/// task moves between threads and cannot be recognised when it asks again).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum HolderKey {
+    Thread(ThreadId),
+    Task(u64),
+}
+
+/// How a wait on the in-process condition variable may sleep when the caller can be
+/// cancelled: in slices, so that cancellation is noticed.
+const CANCEL_SLICE: Duration = Duration::from_millis(5);
+
+#[derive(Debug)]
+struct Holder {
+    key: HolderKey,
+    count: u32,
+    _record: Option<Box<dyn HolderRecord>>,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    os: Option<Box<dyn BackendLock>>,
+    /// A thread is taking the OS lock for this process right now.
+    acquiring: bool,
+    /// Mode of the current holders (meaningful while `holders` is non-empty).
+    mode: Option<LockType>,
+    holders: Vec<Holder>,
+    waiting_writers: usize,
+}
+
+/// One lock name's in-process state.
+#[derive(Debug)]
+pub(crate) struct Entry {
+    pub(crate) name: LockName,
+    state: Mutex<State>,
+    cond: Condvar,
+}
+
+/// What an acquisition produced.
+pub(crate) enum Acquired {
+    /// A new holder (its first hold).
+    New,
+    /// A re-entrant hold by a thread that already held.
+    Reentered,
+}
+
+impl Entry {
+    pub(crate) fn new(name: LockName) -> Entry {
+        Entry {
+            name,
+            state: Mutex::new(State::default()),
+            cond: Condvar::new(),
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        // The state is only changed in short sections that do not panic mid-way.
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Sleeps on the condition variable; `false` when the wait is over (deadline passed,
+    /// single attempt, or cancelled).
+    fn sleep<'a>(
+        &self,
+        st: MutexGuard<'a, State>,
+        wait: &WaitCtx,
+    ) -> (MutexGuard<'a, State>, bool) {
+        if wait.cancelled() {
+            return (st, false);
+        }
+        let limit = match wait.deadline {
+            Deadline::Try => return (st, false),
+            Deadline::Forever => None,
+            Deadline::At(t) => {
+                let now = Instant::now();
+                if now >= t {
+                    return (st, false);
+                }
+                Some(t - now)
+            }
+        };
+        let limit = match (limit, &wait.cancel) {
+            (l, Some(_)) => Some(l.map_or(CANCEL_SLICE, |l| l.min(CANCEL_SLICE))),
+            (l, None) => l,
+        };
+        let st = match limit {
+            None => self.cond.wait(st).unwrap_or_else(PoisonError::into_inner),
+            Some(d) => {
+                self.cond
+                    .wait_timeout(st, d)
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .0
+            }
+        };
+        (st, true)
+    }
+
+    /// Takes the lock for `key`, asking `backend` for the OS lock when this process does
+    /// not hold it in a usable mode. `info` describes the holder for its metadata record
+    /// (`None`: metadata is off).
+    pub(crate) fn acquire(
+        &self,
+        backend: &dyn Backend,
+        mode: LockType,
+        key: HolderKey,
+        wait: &WaitCtx,
+        info: Option<&LockInfo>,
+    ) -> Result<Acquired, LockError> {
+        let mut st = self.lock();
+        let held = st.mode.unwrap_or(LockType::Shared);
+        if let Some(h) = st.holders.iter_mut().find(|h| h.key == key) {
+            if held == LockType::Exclusive || mode == LockType::Shared {
+                h.count += 1;
+                return Ok(Acquired::Reentered);
+            }
+            return Err(LockError::WouldDeadlock {
+                name: self.name.as_str().to_owned(),
+                requested: mode,
+                held,
+            });
+        }
+        if mode == LockType::Exclusive {
+            st.waiting_writers += 1;
+        }
+        let result = loop {
+            let joinable = mode == LockType::Shared
+                && st.mode == Some(LockType::Shared)
+                && !st.holders.is_empty()
+                && st.waiting_writers == 0;
+            if joinable {
+                break Ok(());
+            }
+            let may_take_os = st.holders.is_empty()
+                && !st.acquiring
+                && (mode == LockType::Exclusive || st.waiting_writers == 0);
+            if may_take_os {
+                st.acquiring = true;
+                drop(st);
+                let os = backend.acquire(&self.name, mode, wait);
+                st = self.lock();
+                st.acquiring = false;
+                self.cond.notify_all();
+                match os {
+                    Ok(os) => {
+                        st.os = Some(os);
+                        st.mode = Some(mode);
+                        break Ok(());
+                    }
+                    Err(e) => break Err(e),
+                }
+            }
+            let (next, more) = self.sleep(st, wait);
+            st = next;
+            if !more {
+                break Err(wait.give_up(&self.name, mode));
+            }
+        };
+        if mode == LockType::Exclusive {
+            st.waiting_writers -= 1;
+            if result.is_err() {
+                // Readers may have queued behind this writer.
+                self.cond.notify_all();
+            }
+        }
+        result?;
+        let record = match (info, &st.os) {
+            (Some(info), Some(os)) => match os.add_holder(info) {
+                Ok(r) => Some(r),
+                Err(e) => {
+                    // Metadata is for people; failing to write it must not fail the lock.
+                    tracing::warn!(lock = self.name.as_str(), error = %e, "could not publish holder metadata");
+                    None
+                }
+            },
+            _ => None,
+        };
+        st.holders.push(Holder {
+            key,
+            count: 1,
+            _record: record,
+        });
+        Ok(Acquired::New)
+    }
+
+    /// Ends one hold of `key`. Returns whether the entry has no holders left.
+    pub(crate) fn release(&self, key: HolderKey) -> Result<(), LockError> {
+        let mut st = self.lock();
+        let Some(i) = st.holders.iter().position(|h| h.key == key) else {
+            return Ok(());
+        };
+        st.holders[i].count -= 1;
+        if st.holders[i].count > 0 {
+            return Ok(());
+        }
+        let holder = st.holders.swap_remove(i);
+        drop(holder); // withdraws its record while the OS lock is still held
+        let mut result = Ok(());
+        if st.holders.is_empty() {
+            st.mode = None;
+            if let Some(os) = st.os.take() {
+                result = os.release();
+            }
+        }
+        self.cond.notify_all();
+        result
+    }
+
+    /// The mode this process's holders hold, if any.
+    pub(crate) fn held_mode(&self) -> Option<LockType> {
+        let st = self.lock();
+        if st.holders.is_empty() { None } else { st.mode }
+    }
+}

@@ -1,0 +1,448 @@
+//! `ScanLockManager`: the public entry point, its builder, and the name → entry registry.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+
+use crate::backend::file::FileBackend;
+use crate::backend::{Backend, Deadline, WaitCtx};
+use crate::guard::LockGuard;
+use crate::info::LockInfo;
+use crate::local::{Acquired, Entry, HolderKey};
+use crate::name::LockName;
+use crate::{LockError, LockType};
+
+/// Default wait of [`ScanLockManager::acquire_lock`] when no timeout is given.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
+/// A wait longer than this is logged as a warning once the lock is obtained.
+const SLOW_WAIT: Duration = Duration::from_secs(5);
+
+static TASK_SEQ: AtomicU64 = AtomicU64::new(0);
+
+/// How long an acquisition may wait.
+///
+/// [`ScanLockManager::acquire_lock`] takes an `Option<Duration>` (`None` is the
+/// manager's default timeout); [`ScanLockManager::acquire_lock_with`] takes a `Wait`,
+/// which can also say "forever".
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum Wait {
+    /// The manager's default timeout (30 s unless the builder set another).
+    #[default]
+    Default,
+    /// Exactly one attempt; never sleeps.
+    NoWait,
+    /// Up to this long (`Duration::ZERO` is one attempt).
+    Timeout(Duration),
+    /// Until the lock is free, blocking in the kernel.
+    Forever,
+}
+
+/// A lock's state as seen by every process sharing the lock root.
+///
+/// Returned by [`ScanLockManager::get_lock_status`].
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct LockStatus {
+    /// The lock's name.
+    pub name: String,
+    /// `None` when free, else the mode it is held in.
+    pub lock_type: Option<LockType>,
+    /// The holders, one per holding thread or task (holders without scanlock metadata,
+    /// such as `flock(1)`, appear with only their pid and mode).
+    pub holders: Vec<LockInfo>,
+    /// Records left by holders that died; ignored, and removed by
+    /// [`ScanLockManager::cleanup_stale_locks`].
+    pub stale_records: usize,
+}
+
+impl LockStatus {
+    /// True when nobody holds the lock.
+    pub fn is_free(&self) -> bool {
+        self.lock_type.is_none()
+    }
+}
+
+/// Named shared/exclusive locks under `<root>/.locks/`, across threads and processes.
+///
+/// Cheap to clone (the clones share one registry), `Send` and `Sync`. See the crate docs
+/// for the semantics.
+///
+/// ```
+/// use std::time::Duration;
+/// use scanlock::{LockType, ScanLockManager};
+/// # let dir = tempfile::tempdir().unwrap();
+/// let m = ScanLockManager::new(dir.path())?;
+/// {
+///     let _r1 = m.acquire_lock("scan001", LockType::Shared, "reader1", None)?;
+///     let _r2 = m.acquire_lock("scan001", LockType::Shared, "reader2", None)?; // same thread: re-entrant
+///     assert_eq!(m.get_lock_status("scan001")?.lock_type, Some(LockType::Shared));
+/// } // both released here
+/// let w = m.acquire_lock("scan001", LockType::Exclusive, "writer1", Some(Duration::from_secs(10)))?;
+/// w.release()?;
+/// assert!(m.get_lock_status("scan001")?.is_free());
+/// # Ok::<(), scanlock::LockError>(())
+/// ```
+#[derive(Clone)]
+pub struct ScanLockManager {
+    inner: Arc<Inner>,
+}
+
+pub(crate) struct Inner {
+    root: PathBuf,
+    lock_dir: PathBuf,
+    backend: Box<dyn Backend>,
+    default_timeout: Duration,
+    metadata: bool,
+    registry: Mutex<Registry>,
+}
+
+struct Registry {
+    /// The process the entries belong to: after `fork`, the child starts afresh.
+    pid: u32,
+    entries: HashMap<String, Arc<Entry>>,
+}
+
+impl fmt::Debug for ScanLockManager {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ScanLockManager")
+            .field("root", &self.inner.root)
+            .field("default_timeout", &self.inner.default_timeout)
+            .field("metadata", &self.inner.metadata)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Configures a [`ScanLockManager`]; made by [`ScanLockManager::builder`].
+///
+/// ```
+/// use std::time::Duration;
+/// # let dir = tempfile::tempdir().unwrap();
+/// let m = scanlock::ScanLockManager::builder(dir.path())
+///     .default_timeout(Duration::from_secs(5))
+///     .metadata(false)
+///     .build()?;
+/// # Ok::<(), scanlock::LockError>(())
+/// ```
+#[derive(Debug, Clone)]
+#[must_use]
+pub struct ScanLockManagerBuilder {
+    root: PathBuf,
+    default_timeout: Duration,
+    metadata: bool,
+    cleanup_on_start: bool,
+    file_mode: u32,
+}
+
+impl ScanLockManagerBuilder {
+    /// The wait used when `acquire_lock` gets `None` (default 30 s).
+    pub fn default_timeout(mut self, timeout: Duration) -> Self {
+        self.default_timeout = timeout;
+        self
+    }
+
+    /// Whether holders publish metadata records (default on). Off saves a few file
+    /// operations per acquisition; `get_lock_status` then shows only pids and modes.
+    pub fn metadata(mut self, on: bool) -> Self {
+        self.metadata = on;
+        self
+    }
+
+    /// Whether `build` removes stale holder records (default on).
+    pub fn cleanup_on_start(mut self, on: bool) -> Self {
+        self.cleanup_on_start = on;
+        self
+    }
+
+    /// Permission bits for the lock, gate and record files scanlock creates
+    /// (default `0o644`, further limited by the umask).
+    pub fn file_mode(mut self, mode: u32) -> Self {
+        self.file_mode = mode;
+        self
+    }
+
+    /// Creates `<root>/.locks` if needed and, unless disabled, removes stale records.
+    pub fn build(self) -> Result<ScanLockManager, LockError> {
+        let backend = FileBackend::open(&self.root, self.file_mode)?;
+        let lock_dir = backend.dir().to_path_buf();
+        let m = ScanLockManager {
+            inner: Arc::new(Inner {
+                root: self.root,
+                lock_dir,
+                backend: Box::new(backend),
+                default_timeout: self.default_timeout,
+                metadata: self.metadata,
+                registry: Mutex::new(Registry {
+                    pid: std::process::id(),
+                    entries: HashMap::new(),
+                }),
+            }),
+        };
+        if self.cleanup_on_start {
+            m.cleanup_stale_locks()?;
+        }
+        Ok(m)
+    }
+}
+
+impl ScanLockManager {
+    /// A manager for `root` with the defaults: creates `<root>/.locks`, removes stale
+    /// holder records, waits 30 s by default, publishes metadata.
+    pub fn new(root: impl AsRef<Path>) -> Result<ScanLockManager, LockError> {
+        Self::builder(root).build()
+    }
+
+    /// A builder for a manager with other settings.
+    pub fn builder(root: impl AsRef<Path>) -> ScanLockManagerBuilder {
+        ScanLockManagerBuilder {
+            root: root.as_ref().to_path_buf(),
+            default_timeout: DEFAULT_TIMEOUT,
+            metadata: true,
+            cleanup_on_start: true,
+            file_mode: 0o644,
+        }
+    }
+
+    /// The root given at construction.
+    pub fn root(&self) -> &Path {
+        &self.inner.root
+    }
+
+    /// The lock directory, `<root>/.locks`.
+    pub fn lock_dir(&self) -> &Path {
+        &self.inner.lock_dir
+    }
+
+    /// The wait used when `acquire_lock` gets `None`.
+    pub fn default_timeout(&self) -> Duration {
+        self.inner.default_timeout
+    }
+
+    /// Takes `name` in `lock_type`, waiting up to `timeout` (`None`: the default timeout;
+    /// `Some(Duration::ZERO)`: one attempt). `user` is recorded in the metadata only.
+    ///
+    /// Errors: `Timeout`, `WouldBlock` (zero timeout), `WouldDeadlock` (this thread holds
+    /// the lock shared and asks for exclusive), `InvalidName`, `Io`.
+    pub fn acquire_lock(
+        &self,
+        name: &str,
+        lock_type: LockType,
+        user: &str,
+        timeout: Option<Duration>,
+    ) -> Result<LockGuard, LockError> {
+        let wait = match timeout {
+            None => Wait::Default,
+            Some(d) => Wait::Timeout(d),
+        };
+        self.acquire_lock_with(name, lock_type, user, wait)
+    }
+
+    /// Makes exactly one attempt to take `name`; never sleeps.
+    pub fn try_acquire_lock(
+        &self,
+        name: &str,
+        lock_type: LockType,
+        user: &str,
+    ) -> Result<LockGuard, LockError> {
+        self.acquire_lock_with(name, lock_type, user, Wait::NoWait)
+    }
+
+    /// Takes `name` with any [`Wait`] policy, including [`Wait::Forever`].
+    pub fn acquire_lock_with(
+        &self,
+        name: &str,
+        lock_type: LockType,
+        user: &str,
+        wait: Wait,
+    ) -> Result<LockGuard, LockError> {
+        let key = HolderKey::Thread(std::thread::current().id());
+        self.acquire_inner(name, lock_type, user, self.wait_ctx(wait), key)
+    }
+
+    pub(crate) fn wait_ctx(&self, wait: Wait) -> WaitCtx {
+        let now = Instant::now();
+        let deadline = match wait {
+            Wait::NoWait | Wait::Timeout(Duration::ZERO) => Deadline::Try,
+            Wait::Forever => Deadline::Forever,
+            Wait::Default => now
+                .checked_add(self.inner.default_timeout)
+                .map_or(Deadline::Forever, Deadline::At),
+            Wait::Timeout(d) => now.checked_add(d).map_or(Deadline::Forever, Deadline::At),
+        };
+        WaitCtx {
+            deadline,
+            started: now,
+            cancel: None,
+        }
+    }
+
+    /// A holder key for one async acquisition.
+    pub(crate) fn task_key() -> HolderKey {
+        HolderKey::Task(TASK_SEQ.fetch_add(1, Ordering::Relaxed))
+    }
+
+    pub(crate) fn acquire_inner(
+        &self,
+        name: &str,
+        lock_type: LockType,
+        user: &str,
+        wait: WaitCtx,
+        key: HolderKey,
+    ) -> Result<LockGuard, LockError> {
+        let lname = LockName::new(name)?;
+        let entry = self.entry(&lname);
+        let info = self.inner.metadata.then(|| {
+            LockInfo::for_current_thread(name, user, lock_type, matches!(key, HolderKey::Task(_)))
+        });
+        tracing::debug!(lock = name, ?lock_type, user, "acquiring");
+        let result = entry.acquire(&*self.inner.backend, lock_type, key, &wait, info.as_ref());
+        let waited = wait.started.elapsed();
+        match result {
+            Ok(how) => {
+                if waited >= SLOW_WAIT {
+                    tracing::warn!(
+                        lock = name,
+                        ?lock_type,
+                        user,
+                        waited_ms = waited.as_millis() as u64,
+                        "acquired after a long wait"
+                    );
+                } else {
+                    tracing::debug!(
+                        lock = name,
+                        ?lock_type,
+                        user,
+                        waited_ms = waited.as_millis() as u64,
+                        reentrant = matches!(how, Acquired::Reentered),
+                        "acquired"
+                    );
+                }
+                Ok(LockGuard::new(self.clone(), entry, key, lock_type))
+            }
+            Err(e) => {
+                drop(entry);
+                self.forget_if_idle(&lname);
+                let e = self.with_holder(&lname, e);
+                tracing::debug!(lock = name, ?lock_type, user, waited_ms = waited.as_millis() as u64, error = %e, "not acquired");
+                Err(e)
+            }
+        }
+    }
+
+    /// Adds a current holder to a `Timeout`/`WouldBlock` error, for its message.
+    fn with_holder(&self, name: &LockName, err: LockError) -> LockError {
+        let find = || {
+            self.inner
+                .backend
+                .status(name)
+                .ok()
+                .and_then(|s| s.holders.into_iter().next())
+                .map(Box::new)
+        };
+        match err {
+            LockError::Timeout {
+                name,
+                lock_type,
+                waited,
+                holder: None,
+            } => LockError::Timeout {
+                holder: find(),
+                name,
+                lock_type,
+                waited,
+            },
+            LockError::WouldBlock {
+                name,
+                lock_type,
+                holder: None,
+            } => LockError::WouldBlock {
+                holder: find(),
+                name,
+                lock_type,
+            },
+            other => other,
+        }
+    }
+
+    fn registry(&self) -> MutexGuard<'_, Registry> {
+        let mut r = self
+            .inner
+            .registry
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let pid = std::process::id();
+        if r.pid != pid {
+            // A forked child: the inherited entries describe the parent's locks. Dropping
+            // them only closes descriptors (the back end never unlocks in another pid).
+            r.entries.clear();
+            r.pid = pid;
+        }
+        r
+    }
+
+    fn entry(&self, name: &LockName) -> Arc<Entry> {
+        let mut r = self.registry();
+        if let Some(e) = r.entries.get(name.as_str()) {
+            return e.clone();
+        }
+        let e = Arc::new(Entry::new(name.clone()));
+        r.entries.insert(name.as_str().to_owned(), e.clone());
+        e
+    }
+
+    /// Drops the registry's entry for `name` when no guard or waiter refers to it, so the
+    /// registry stays as small as the set of names in use.
+    pub(crate) fn forget_if_idle(&self, name: &LockName) {
+        let mut r = self.registry();
+        if r.entries
+            .get(name.as_str())
+            .is_some_and(|e| Arc::strong_count(e) == 1)
+        {
+            r.entries.remove(name.as_str());
+        }
+    }
+
+    /// The state of `name` as every process sees it: mode and holders (from their
+    /// metadata, and from the kernel's lock table for holders without metadata). Reads
+    /// only; never takes or changes a lock, never creates a file.
+    pub fn get_lock_status(&self, name: &str) -> Result<LockStatus, LockError> {
+        let lname = LockName::new(name)?;
+        self.inner.backend.status(&lname)
+    }
+
+    /// Removes holder records left by processes that died. Never touches a lock or a
+    /// gate file, so it is safe while others acquire and release. Returns how many
+    /// records it removed. [`new`](Self::new) runs it once.
+    pub fn cleanup_stale_locks(&self) -> Result<usize, LockError> {
+        let n = self.inner.backend.cleanup_stale()?;
+        if n > 0 {
+            tracing::warn!(removed = n, dir = %self.inner.lock_dir.display(), "removed stale holder records");
+        } else {
+            tracing::debug!(dir = %self.inner.lock_dir.display(), "no stale holder records");
+        }
+        Ok(n)
+    }
+
+    /// The mode in which threads of this process hold `name`, if any.
+    pub fn held_by_this_process(&self, name: &str) -> Option<LockType> {
+        let r = self.registry();
+        r.entries.get(name).and_then(|e| e.held_mode())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn manager_and_guard_are_send_sync() {
+        fn check<T: Send + Sync + Clone>() {}
+        check::<ScanLockManager>();
+        fn send<T: Send>() {}
+        send::<LockGuard>();
+    }
+}

@@ -1,0 +1,185 @@
+//! Lock names and their mapping to file names under `<root>/.locks/`.
+//!
+//! The mapping gives every name a *stem*; the file back end derives its files by
+//! appending a fixed suffix (`.lock`, `.gate`, `.holders`). Three disjoint kinds of stem
+//! make the mapping injective:
+//!
+//! | name | stem | why |
+//! |---|---|---|
+//! | `[A-Za-z0-9._-]+`, not starting with `.`, ≤ 200 bytes | the name itself | plantdb and `flock(1)` users find `<scan_id>.lock` where they expect it |
+//! | anything else whose encoding is ≤ 200 bytes | `%` + percent-encoding | never starts like a plain name (plain names have no `%`) |
+//! | longer names | `#` + SHA-256 of the name, hex | file names are limited to 255 bytes |
+//!
+//! A stem never contains `/` and never starts with `.`, so no name can reach outside
+//! `.locks/` or collide with scanlock's hidden internal files. Stems are compared
+//! byte-wise, so this mapping assumes a case-sensitive file system (Linux).
+
+use sha2::{Digest, Sha256};
+
+use crate::LockError;
+
+/// Longest stem written as-is; leaves room for suffixes within NAME_MAX (255).
+const MAX_STEM: usize = 200;
+
+/// A validated lock name and the stem of its files.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub(crate) struct LockName {
+    name: String,
+    stem: String,
+}
+
+impl LockName {
+    /// Validates `name` and computes its stem.
+    pub(crate) fn new(name: &str) -> Result<LockName, LockError> {
+        if name.is_empty() {
+            return Err(LockError::InvalidName {
+                name: String::new(),
+                reason: "the empty string is not a lock name; use a scan id such as \"scan001\"",
+            });
+        }
+        if name.contains('\0') {
+            return Err(LockError::InvalidName {
+                name: name.escape_default().to_string(),
+                reason: "lock names cannot contain NUL bytes",
+            });
+        }
+        Ok(LockName {
+            name: name.to_owned(),
+            stem: stem_for(name),
+        })
+    }
+
+    /// The name as the caller gave it.
+    pub(crate) fn as_str(&self) -> &str {
+        &self.name
+    }
+
+    /// The file-name stem (see the module docs).
+    pub(crate) fn stem(&self) -> &str {
+        &self.stem
+    }
+
+    /// True when the name maps to `<name>.lock`, the layout plantdb and `flock(1)` use.
+    pub(crate) fn is_plain(&self) -> bool {
+        self.stem == self.name
+    }
+}
+
+fn is_plain_byte(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-')
+}
+
+/// The stem of a name already known to be non-empty and NUL-free.
+pub(crate) fn stem_for(name: &str) -> String {
+    let bytes = name.as_bytes();
+    if bytes.len() <= MAX_STEM && bytes[0] != b'.' && bytes.iter().all(|&b| is_plain_byte(b)) {
+        return name.to_owned();
+    }
+    let mut encoded = String::with_capacity(bytes.len() + 8);
+    encoded.push('%');
+    for &b in bytes {
+        if is_plain_byte(b) {
+            encoded.push(b as char);
+        } else {
+            encoded.push_str(&format!("%{b:02X}"));
+        }
+        if encoded.len() > MAX_STEM {
+            break;
+        }
+    }
+    if encoded.len() <= MAX_STEM {
+        return encoded;
+    }
+    let digest = Sha256::digest(bytes);
+    let mut hashed = String::with_capacity(65);
+    hashed.push('#');
+    for b in digest {
+        hashed.push_str(&format!("{b:02x}"));
+    }
+    hashed
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    #[test]
+    fn plain_names_map_to_themselves() {
+        for n in ["scan001", "a.b-c_d", "X", "scan.lock", "0"] {
+            assert_eq!(LockName::new(n).unwrap().stem(), n);
+            assert!(LockName::new(n).unwrap().is_plain());
+        }
+    }
+
+    #[test]
+    fn other_names_are_encoded_inside_the_directory() {
+        for n in [
+            "..",
+            ".",
+            "a/b",
+            "../../etc/passwd",
+            "é",
+            " ",
+            "%41",
+            "#x",
+            ".hidden",
+        ] {
+            let s = stem_for(n);
+            assert!(!s.contains('/'), "{n:?} -> {s}");
+            assert!(!s.starts_with('.'), "{n:?} -> {s}");
+            assert!(s.starts_with('%'), "{n:?} -> {s}");
+        }
+        assert_eq!(stem_for("a/b"), "%a%2Fb");
+        assert_eq!(stem_for("%41"), "%%2541");
+    }
+
+    #[test]
+    fn long_names_are_hashed_and_short_enough() {
+        let long = "x".repeat(10_000);
+        let s = stem_for(&long);
+        assert!(s.starts_with('#') && s.len() == 65, "{s}");
+        let long_unicode = "é".repeat(10_000);
+        assert_ne!(stem_for(&long_unicode), s);
+        assert!(stem_for(&"y".repeat(MAX_STEM)).len() == MAX_STEM);
+    }
+
+    #[test]
+    fn mapping_is_injective_on_tricky_sets() {
+        let mut names: Vec<String> = vec![
+            "a".into(),
+            "A".into(),
+            "a.".into(),
+            "%a".into(),
+            "%25a".into(),
+            "#a".into(),
+            ".a".into(),
+            "a/".into(),
+            "a%2F".into(),
+            "x".repeat(MAX_STEM),
+            "x".repeat(MAX_STEM + 1),
+            "/".repeat(66),
+            "/".repeat(67),
+        ];
+        for i in 0..300u32 {
+            names.push(char::from_u32(i).map(|c| c.to_string()).unwrap_or_default());
+        }
+        names.retain(|n| !n.is_empty() && !n.contains('\0'));
+        let mut seen = HashMap::new();
+        for n in &names {
+            if let Some(prev) = seen.insert(stem_for(n), n.clone()) {
+                assert_eq!(&prev, n, "collision");
+            }
+        }
+    }
+
+    #[test]
+    fn invalid_names() {
+        assert!(matches!(
+            LockName::new(""),
+            Err(LockError::InvalidName { .. })
+        ));
+        let e = LockName::new("a\0b").unwrap_err();
+        assert!(e.to_string().contains("a\\u{0}b"), "{e}");
+    }
+}

@@ -1,0 +1,348 @@
+//! Semantics between threads of one process: shared/exclusive, `user` is not identity,
+//! re-entrancy, upgrade refusal, writer preference, timeouts and single attempts.
+
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Barrier, mpsc};
+use std::time::{Duration, Instant};
+
+use scanlock::{LockError, LockType, ScanLockManager, Wait};
+use scanlock_testkit::eventually;
+
+const LONG: Duration = Duration::from_secs(10);
+
+fn manager() -> (tempfile::TempDir, ScanLockManager) {
+    let dir = tempfile::tempdir().unwrap();
+    let m = ScanLockManager::new(dir.path()).unwrap();
+    (dir, m)
+}
+
+#[test]
+fn shared_holders_coexist_across_threads() {
+    let (_d, m) = manager();
+    let inside = Barrier::new(3);
+    std::thread::scope(|s| {
+        for i in 0..3 {
+            let (m, inside) = (&m, &inside);
+            s.spawn(move || {
+                let _g = m
+                    .acquire_lock("scan001", LockType::Shared, &format!("r{i}"), Some(LONG))
+                    .unwrap();
+                // All three must be inside at once, or this barrier never opens.
+                inside.wait();
+            });
+        }
+    });
+    assert_eq!(m.get_lock_status("scan001").unwrap().lock_type, None);
+}
+
+#[test]
+fn exclusive_excludes_other_threads_even_with_the_same_user() {
+    let (_d, m) = manager();
+    let g = m
+        .acquire_lock("scan001", LockType::Exclusive, "same", None)
+        .unwrap();
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            for t in [LockType::Shared, LockType::Exclusive] {
+                let e = m.try_acquire_lock("scan001", t, "same").unwrap_err();
+                assert!(matches!(e, LockError::WouldBlock { .. }), "{e}");
+                let e = m
+                    .acquire_lock("scan001", t, "same", Some(Duration::from_millis(30)))
+                    .unwrap_err();
+                assert!(matches!(e, LockError::Timeout { .. }), "{e}");
+            }
+        });
+    });
+    drop(g);
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            m.try_acquire_lock("scan001", LockType::Exclusive, "same")
+                .unwrap()
+        });
+    });
+}
+
+#[test]
+fn exclusive_holders_never_overlap_between_threads() {
+    let (_d, m) = manager();
+    let inside = AtomicUsize::new(0);
+    let entries = AtomicUsize::new(0);
+    std::thread::scope(|s| {
+        for i in 0..4 {
+            let (m, inside, entries) = (&m, &inside, &entries);
+            s.spawn(move || {
+                for _ in 0..200 {
+                    let _g = m
+                        .acquire_lock("hot", LockType::Exclusive, &format!("w{i}"), Some(LONG))
+                        .unwrap();
+                    assert_eq!(
+                        inside.fetch_add(1, Ordering::SeqCst),
+                        0,
+                        "two writers inside"
+                    );
+                    std::thread::yield_now();
+                    inside.fetch_sub(1, Ordering::SeqCst);
+                    entries.fetch_add(1, Ordering::SeqCst);
+                }
+            });
+        }
+    });
+    assert_eq!(entries.load(Ordering::SeqCst), 800);
+}
+
+#[test]
+fn different_names_never_block_each_other() {
+    let (_d, m) = manager();
+    let _a = m
+        .acquire_lock("scan1", LockType::Exclusive, "u", None)
+        .unwrap();
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            let _a10 = m
+                .try_acquire_lock("scan10", LockType::Exclusive, "u")
+                .unwrap();
+            let _a = m
+                .try_acquire_lock("scan", LockType::Exclusive, "u")
+                .unwrap();
+        });
+    });
+}
+
+#[test]
+fn reentrancy_is_counted_per_thread() {
+    let (_d, m) = manager();
+    let x1 = m
+        .acquire_lock("scan001", LockType::Exclusive, "u", None)
+        .unwrap();
+    let x2 = m
+        .try_acquire_lock("scan001", LockType::Exclusive, "u")
+        .unwrap();
+    let s1 = m
+        .try_acquire_lock("scan001", LockType::Shared, "u")
+        .unwrap();
+    drop(x1);
+    drop(s1);
+    // One hold is left: another thread still cannot get in.
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            assert!(
+                m.try_acquire_lock("scan001", LockType::Shared, "v")
+                    .is_err()
+            )
+        });
+    });
+    drop(x2);
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            m.try_acquire_lock("scan001", LockType::Shared, "v")
+                .unwrap()
+        });
+    });
+
+    let r1 = m
+        .acquire_lock("scan002", LockType::Shared, "u", None)
+        .unwrap();
+    let r2 = m
+        .acquire_lock("scan002", LockType::Shared, "u", None)
+        .unwrap();
+    drop(r1);
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            assert!(
+                m.try_acquire_lock("scan002", LockType::Exclusive, "v")
+                    .is_err()
+            )
+        });
+    });
+    drop(r2);
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            m.try_acquire_lock("scan002", LockType::Exclusive, "v")
+                .unwrap()
+        });
+    });
+}
+
+#[test]
+fn upgrade_is_refused_at_once() {
+    let (_d, m) = manager();
+    let _r = m
+        .acquire_lock("scan001", LockType::Shared, "u", None)
+        .unwrap();
+    let start = Instant::now();
+    let e = m
+        .acquire_lock_with("scan001", LockType::Exclusive, "u", Wait::Forever)
+        .unwrap_err();
+    assert!(
+        start.elapsed() < Duration::from_secs(5),
+        "upgrade waited instead of failing"
+    );
+    match &e {
+        LockError::WouldDeadlock {
+            name,
+            requested,
+            held,
+        } => {
+            assert_eq!(
+                (name.as_str(), *requested, *held),
+                ("scan001", LockType::Exclusive, LockType::Shared)
+            );
+        }
+        other => panic!("expected WouldDeadlock, got {other:?}"),
+    }
+    assert!(e.to_string().contains("\"scan001\""), "{e}");
+}
+
+#[test]
+fn new_readers_queue_behind_a_waiting_writer() {
+    let (_d, m) = manager();
+    let r1 = m
+        .acquire_lock("scan001", LockType::Shared, "r1", None)
+        .unwrap();
+    let writer_in = AtomicBool::new(false);
+    std::thread::scope(|s| {
+        let writer = s.spawn(|| {
+            let _w = m
+                .acquire_lock("scan001", LockType::Exclusive, "w", Some(LONG))
+                .unwrap();
+            writer_in.store(true, Ordering::SeqCst);
+        });
+        // Wait until the writer is queued: then a new reader must not get in.
+        assert!(eventually(LONG, || {
+            s.spawn(|| {
+                m.try_acquire_lock("scan001", LockType::Shared, "probe")
+                    .is_err()
+            })
+            .join()
+            .unwrap()
+        }));
+        // The reader that already holds may still re-enter (else it would deadlock).
+        let again = m
+            .try_acquire_lock("scan001", LockType::Shared, "r1")
+            .unwrap();
+        drop(again);
+        assert!(!writer_in.load(Ordering::SeqCst));
+        drop(r1);
+        writer.join().unwrap();
+    });
+    assert!(writer_in.load(Ordering::SeqCst));
+}
+
+#[test]
+fn timeouts_end_near_the_deadline_and_name_the_holder() {
+    let (_d, m) = manager();
+    let _g = m
+        .acquire_lock("scan001", LockType::Exclusive, "writer1", None)
+        .unwrap();
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            let start = Instant::now();
+            let e = m
+                .acquire_lock(
+                    "scan001",
+                    LockType::Shared,
+                    "reader",
+                    Some(Duration::from_millis(200)),
+                )
+                .unwrap_err();
+            let waited = start.elapsed();
+            assert!(
+                waited >= Duration::from_millis(200),
+                "gave up early: {waited:?}"
+            );
+            assert!(
+                waited < Duration::from_secs(3),
+                "gave up far too late: {waited:?}"
+            );
+            let LockError::Timeout { holder, .. } = &e else {
+                panic!("{e:?}")
+            };
+            let holder = holder.as_ref().expect("holder known");
+            assert_eq!(
+                (holder.user.as_str(), holder.pid),
+                ("writer1", std::process::id())
+            );
+            let msg = e.to_string();
+            assert!(
+                msg.contains("\"scan001\"") && msg.contains("writer1"),
+                "{msg}"
+            );
+        });
+    });
+}
+
+#[test]
+fn zero_timeout_is_one_attempt() {
+    let (_d, m) = manager();
+    let _g = m
+        .acquire_lock("scan001", LockType::Exclusive, "w", None)
+        .unwrap();
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            let e = m
+                .acquire_lock("scan001", LockType::Exclusive, "x", Some(Duration::ZERO))
+                .unwrap_err();
+            assert!(matches!(e, LockError::WouldBlock { .. }), "{e:?}");
+        });
+    });
+}
+
+#[test]
+fn a_release_hands_over_to_a_forever_waiter() {
+    let (_d, m) = manager();
+    let g = m
+        .acquire_lock("scan001", LockType::Exclusive, "w", None)
+        .unwrap();
+    let (tx, rx) = mpsc::channel();
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            let _g = m
+                .acquire_lock_with("scan001", LockType::Exclusive, "v", Wait::Forever)
+                .unwrap();
+            tx.send(()).unwrap();
+        });
+        assert!(
+            rx.recv_timeout(Duration::from_millis(100)).is_err(),
+            "got in while held"
+        );
+        drop(g);
+        rx.recv_timeout(LONG).expect("waiter never got the lock");
+    });
+}
+
+#[test]
+fn guards_release_from_other_threads() {
+    let (_d, m) = manager();
+    let g = m
+        .acquire_lock("scan001", LockType::Exclusive, "w", None)
+        .unwrap();
+    std::thread::spawn(move || drop(g)).join().unwrap();
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            m.try_acquire_lock("scan001", LockType::Exclusive, "v")
+                .unwrap()
+        });
+    });
+}
+
+#[test]
+fn clones_share_one_registry() {
+    let (_d, m) = manager();
+    let m2 = m.clone();
+    let _g = m
+        .acquire_lock("scan001", LockType::Exclusive, "w", None)
+        .unwrap();
+    // Same thread through a clone: re-entrant, not a self-deadlock.
+    let _g2 = m2
+        .try_acquire_lock("scan001", LockType::Exclusive, "w")
+        .unwrap();
+    let m3 = Arc::new(m2);
+    std::thread::spawn(move || {
+        assert!(
+            m3.try_acquire_lock("scan001", LockType::Shared, "v")
+                .is_err()
+        )
+    })
+    .join()
+    .unwrap();
+}
