@@ -171,6 +171,17 @@ fn sigkill_releases_and_leaves_only_a_stale_record() {
     assert_eq!(st.stale_records, 1, "{st:?}");
     assert!(st.holders.iter().all(|h| h.user == "me"), "{st:?}");
     drop(g);
+    let found = m.find_stale_records().unwrap();
+    assert_eq!(found.len(), 1, "{found:?}");
+    assert_eq!(
+        found[0].holder.as_ref().map(|h| h.user.as_str()),
+        Some("doomed")
+    );
+    assert_eq!(
+        m.find_stale_records().unwrap().len(),
+        1,
+        "a dry run removes nothing"
+    );
     let removed = ScanLockManager::new(root).unwrap(); // cleanup on start
     let st = removed.get_lock_status("scan001").unwrap();
     assert_eq!((st.stale_records, st.lock_type), (0, None), "{st:?}");

@@ -346,3 +346,38 @@ fn clones_share_one_registry() {
     .join()
     .unwrap();
 }
+
+#[test]
+fn status_reports_waiting_writers_and_names() {
+    let (_d, m) = manager();
+    let r = m
+        .acquire_lock("scan001", LockType::Shared, "r", None)
+        .unwrap();
+    std::thread::scope(|s| {
+        let w = s.spawn(|| {
+            m.acquire_lock("scan001", LockType::Exclusive, "w", Some(LONG))
+                .unwrap()
+        });
+        assert!(
+            eventually(LONG, || m
+                .get_lock_status("scan001")
+                .unwrap()
+                .waiting_writers
+                == vec![std::process::id()]),
+            "the waiting writer never showed in status"
+        );
+        drop(r);
+        drop(w.join().unwrap());
+    });
+    assert!(
+        m.get_lock_status("scan001")
+            .unwrap()
+            .waiting_writers
+            .is_empty()
+    );
+    let _odd = m.acquire_lock("a/b", LockType::Shared, "r", None).unwrap();
+    assert_eq!(
+        m.lock_names().unwrap(),
+        vec!["a/b".to_owned(), "scan001".to_owned()]
+    );
+}

@@ -81,7 +81,10 @@ pub use error::LockError;
 pub use global::{global_manager, init_lock_root};
 pub use guard::LockGuard;
 pub use info::LockInfo;
-pub use manager::{DEFAULT_TIMEOUT, LockStatus, ScanLockManager, ScanLockManagerBuilder, Wait};
+pub use manager::{
+    CleanupReport, DEFAULT_TIMEOUT, LockStatus, ScanLockManager, ScanLockManagerBuilder,
+    StaleRecord, Wait,
+};
 // TEMP-MACROS pub use scanlock_macros::{read_locked, synchronized, write_locked};
 
 use serde::{Deserialize, Serialize};

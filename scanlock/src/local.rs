@@ -227,6 +227,11 @@ impl Entry {
         result
     }
 
+    /// Threads of this process waiting for the lock exclusively.
+    pub(crate) fn waiting_writers(&self) -> usize {
+        self.lock().waiting_writers
+    }
+
     /// The mode this process's holders hold, if any.
     pub(crate) fn held_mode(&self) -> Option<LockType> {
         let st = self.lock();

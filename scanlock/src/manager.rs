@@ -58,6 +58,30 @@ pub struct LockStatus {
     /// Records left by holders that died; ignored, and removed by
     /// [`ScanLockManager::cleanup_stale_locks`].
     pub stale_records: usize,
+    /// Pids of processes (on this host) waiting for the lock exclusively, where the back
+    /// end can tell: a waiting writer holds the name's gate.
+    #[serde(default)]
+    pub waiting_writers: Vec<u32>,
+}
+
+/// Metadata of a holder that is gone, found by
+/// [`ScanLockManager::find_stale_records`] or removed by
+/// [`ScanLockManager::cleanup_stale_locks`].
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct StaleRecord {
+    /// Where the record is (a file path for the file back end).
+    pub location: String,
+    /// The record's content, when it could be read (`None` for a torn or foreign file).
+    pub holder: Option<LockInfo>,
+}
+
+/// What [`ScanLockManager::cleanup_stale_locks`] removed.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct CleanupReport {
+    /// The records removed.
+    pub removed: Vec<StaleRecord>,
 }
 
 impl LockStatus {
@@ -411,20 +435,51 @@ impl ScanLockManager {
     /// only; never takes or changes a lock, never creates a file.
     pub fn get_lock_status(&self, name: &str) -> Result<LockStatus, LockError> {
         let lname = LockName::new(name)?;
-        self.inner.backend.status(&lname)
+        let mut status = self.inner.backend.status(&lname)?;
+        // Writers of this process may wait above the back end, in the in-process layer.
+        let local = self.registry().entries.get(name).cloned();
+        let pid = std::process::id();
+        if local.is_some_and(|e| e.waiting_writers() > 0) && !status.waiting_writers.contains(&pid)
+        {
+            status.waiting_writers.push(pid);
+        }
+        Ok(status)
     }
 
     /// Removes holder records left by processes that died. Never touches a lock or a
-    /// gate file, so it is safe while others acquire and release. Returns how many
-    /// records it removed. [`new`](Self::new) runs it once.
-    pub fn cleanup_stale_locks(&self) -> Result<usize, LockError> {
-        let n = self.inner.backend.cleanup_stale()?;
-        if n > 0 {
-            tracing::warn!(removed = n, dir = %self.inner.lock_dir.display(), "removed stale holder records");
-        } else {
+    /// gate file, so it is safe while others acquire and release. [`new`](Self::new) runs
+    /// it once.
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// let m = scanlock::ScanLockManager::new(dir.path())?;
+    /// let report = m.cleanup_stale_locks()?;
+    /// assert!(report.removed.is_empty());
+    /// # Ok::<(), scanlock::LockError>(())
+    /// ```
+    pub fn cleanup_stale_locks(&self) -> Result<CleanupReport, LockError> {
+        let removed = self.inner.backend.stale(true)?;
+        if removed.is_empty() {
             tracing::debug!(dir = %self.inner.lock_dir.display(), "no stale holder records");
+        } else {
+            tracing::warn!(removed = removed.len(), dir = %self.inner.lock_dir.display(), "removed stale holder records");
         }
-        Ok(n)
+        Ok(CleanupReport { removed })
+    }
+
+    /// The stale records [`cleanup_stale_locks`](Self::cleanup_stale_locks) would remove,
+    /// without removing them.
+    pub fn find_stale_records(&self) -> Result<Vec<StaleRecord>, LockError> {
+        self.inner.backend.stale(false)
+    }
+
+    /// Every lock name with state under the root, sorted (held or not; a name too long
+    /// for a file name is listed only while a holder's record names it).
+    pub fn lock_names(&self) -> Result<Vec<String>, LockError> {
+        let mut names = self.inner.backend.names()?;
+        names.sort();
+        names.dedup();
+        Ok(names)
     }
 
     /// The mode in which threads of this process hold `name`, if any.

@@ -99,6 +99,29 @@ pub(crate) fn stem_for(name: &str) -> String {
     hashed
 }
 
+/// The name a stem stands for, where the stem can be decoded (plain and percent-encoded
+/// stems; hashed stems cannot).
+pub(crate) fn name_for_stem(stem: &str) -> Option<String> {
+    if let Some(enc) = stem.strip_prefix('%') {
+        let bytes = enc.as_bytes();
+        let mut out = Vec::with_capacity(bytes.len());
+        let mut i = 0;
+        while i < bytes.len() {
+            if bytes[i] == b'%' {
+                let hex = std::str::from_utf8(bytes.get(i + 1..i + 3)?).ok()?;
+                out.push(u8::from_str_radix(hex, 16).ok()?);
+                i += 3;
+            } else {
+                out.push(bytes[i]);
+                i += 1;
+            }
+        }
+        let name = String::from_utf8(out).ok()?;
+        return (stem_for(&name) == stem).then_some(name);
+    }
+    (!stem.is_empty() && stem_for(stem) == stem).then(|| stem.to_owned())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -171,6 +194,17 @@ mod tests {
                 assert_eq!(&prev, n, "collision");
             }
         }
+    }
+
+    #[test]
+    fn stems_decode_back_to_names() {
+        for n in ["scan001", "a/b", "..", "é", "%41", "#x", "sp ace"] {
+            assert_eq!(name_for_stem(&stem_for(n)).as_deref(), Some(n));
+        }
+        assert_eq!(name_for_stem(&stem_for(&"x".repeat(300))), None);
+        assert_eq!(name_for_stem("%zz"), None);
+        assert_eq!(name_for_stem("%a%2"), None);
+        assert_eq!(name_for_stem(".hidden"), None);
     }
 
     #[test]

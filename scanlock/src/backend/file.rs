@@ -26,7 +26,7 @@ use std::time::{Duration, SystemTime};
 use super::{Backend, BackendLock, HolderRecord, WaitCtx};
 use crate::info::{self, LockInfo, PlantdbInfo};
 use crate::name::LockName;
-use crate::{LockError, LockStatus, LockType};
+use crate::{LockError, LockStatus, LockType, StaleRecord};
 
 /// Name of the lock directory under the root.
 pub(crate) const LOCK_DIR: &str = ".locks";
@@ -254,33 +254,66 @@ impl Backend for FileBackend {
             }
             None => strongest(holders.iter().map(|h| h.lock_type)),
         };
+        // A writer waits while holding the gate exclusively (and lets go once it holds
+        // the lock), so exclusive gate holders are exactly the waiting writers.
+        let waiting_writers = kernel_holders(&self.path(name, GATE_SUFFIX))
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|(_, m)| *m == LockType::Exclusive)
+            .map(|(pid, _)| pid)
+            .collect();
         Ok(LockStatus {
             name: name.as_str().to_owned(),
             lock_type,
             holders,
-            stale_records: records.stale,
+            stale_records: records.stale.len(),
+            waiting_writers,
         })
     }
 
-    fn cleanup_stale(&self) -> Result<usize, LockError> {
+    fn stale(&self, remove: bool) -> Result<Vec<StaleRecord>, LockError> {
         let entries = match fs::read_dir(&self.dir) {
             Ok(e) => e,
             Err(e) => return Err(LockError::io(".locks", "list", &self.dir, e)),
         };
-        let mut removed = 0;
+        let mut found = Vec::new();
         for entry in entries.flatten() {
             let fname = entry.file_name();
             if !fname.as_bytes().ends_with(HOLDERS_SUFFIX.as_bytes()) {
                 continue;
             }
             let path = entry.path();
-            match read_records(&path, true) {
-                Ok(r) => removed += r.removed,
+            match read_records(&path, remove) {
+                Ok(r) => found.extend(r.stale),
                 Err(e) if e.kind() == io::ErrorKind::NotFound => {}
                 Err(e) => return Err(LockError::io(".locks", "clean", &path, e)),
             }
         }
-        Ok(removed)
+        Ok(found)
+    }
+
+    fn names(&self) -> Result<Vec<String>, LockError> {
+        let entries =
+            fs::read_dir(&self.dir).map_err(|e| LockError::io(".locks", "list", &self.dir, e))?;
+        let mut names = Vec::new();
+        for entry in entries.flatten() {
+            let fname = entry.file_name();
+            let Some(fname) = fname.to_str() else {
+                continue;
+            };
+            if let Some(stem) = fname.strip_suffix(LOCK_SUFFIX) {
+                if let Some(name) = crate::name::name_for_stem(stem) {
+                    names.push(name);
+                }
+            } else if let Some(stem) = fname.strip_suffix(HOLDERS_SUFFIX)
+                && stem.starts_with('#')
+                && let Ok(r) = read_records(&entry.path(), false)
+            {
+                // Hashed stems cannot be decoded: take the name from a live record.
+                names.extend(r.live.into_iter().map(|h| h.name).take(1));
+            }
+        }
+        Ok(names)
     }
 }
 
@@ -328,9 +361,14 @@ fn read_small(path: &Path) -> io::Result<(u64, Vec<u8>)> {
     if !meta.is_file() {
         return Err(io::Error::from(io::ErrorKind::InvalidInput));
     }
+    Ok((meta.ino(), read_to_vec(&file)?))
+}
+
+/// Reads at most 64 KiB: records are small, and a planted huge file must not cost more.
+fn read_to_vec(file: &File) -> io::Result<Vec<u8>> {
     let mut buf = Vec::with_capacity(512);
-    (&file).take(64 * 1024).read_to_end(&mut buf)?;
-    Ok((meta.ino(), buf))
+    file.take(64 * 1024).read_to_end(&mut buf)?;
+    Ok(buf)
 }
 
 fn strongest(modes: impl Iterator<Item = LockType>) -> Option<LockType> {
@@ -578,8 +616,7 @@ fn link_follow(from: &Path, to: &Path) -> io::Result<()> {
 
 struct Records {
     live: Vec<LockInfo>,
-    stale: usize,
-    removed: usize,
+    stale: Vec<StaleRecord>,
 }
 
 /// Reads the records in a `.holders` directory. A record whose flock we can take has no
@@ -587,8 +624,7 @@ struct Records {
 fn read_records(dir: &Path, remove: bool) -> io::Result<Records> {
     let mut out = Records {
         live: Vec::new(),
-        stale: 0,
-        removed: 0,
+        stale: Vec::new(),
     };
     let entries = match fs::read_dir(dir) {
         Ok(e) => e,
@@ -620,16 +656,23 @@ fn read_records(dir: &Path, remove: bool) -> io::Result<Records> {
                         .and_then(|t| t.elapsed().ok())
                         .is_some_and(|age| age > TMP_GRACE);
                 if old_enough {
-                    out.stale += 1;
-                    if remove && fs::remove_file(&path).is_ok() {
+                    let holder = read_to_vec(&file)
+                        .ok()
+                        .and_then(|b| LockInfo::from_json(&b));
+                    if remove {
+                        if fs::remove_file(&path).is_err() {
+                            continue;
+                        }
                         tracing::warn!(record = %path.display(), "removed stale holder record (its holder is gone)");
-                        out.removed += 1;
                     }
+                    out.stale.push(StaleRecord {
+                        location: path.display().to_string(),
+                        holder,
+                    });
                 }
             }
             Err(std::fs::TryLockError::WouldBlock) if !is_tmp => {
-                let mut buf = Vec::with_capacity(512);
-                if (&file).take(64 * 1024).read_to_end(&mut buf).is_ok()
+                if let Ok(buf) = read_to_vec(&file)
                     && let Some(info) = LockInfo::from_json(&buf)
                 {
                     // Another reader probing the same dead record also blocks us:
@@ -638,7 +681,10 @@ fn read_records(dir: &Path, remove: bool) -> io::Result<Records> {
                         && info.boot_id == info::this_boot()
                         && !info::pid_alive(info.pid);
                     if dead {
-                        out.stale += 1;
+                        out.stale.push(StaleRecord {
+                            location: path.display().to_string(),
+                            holder: Some(info),
+                        });
                     } else {
                         out.live.push(info);
                     }

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use crate::info::LockInfo;
 use crate::name::LockName;
-use crate::{LockError, LockStatus, LockType};
+use crate::{LockError, LockStatus, LockType, StaleRecord};
 
 pub(crate) mod file;
 
@@ -130,8 +130,12 @@ pub(crate) trait Backend: Send + Sync + fmt::Debug {
     /// The lock's current state as other processes see it. Never changes any state.
     fn status(&self, name: &LockName) -> Result<LockStatus, LockError>;
 
-    /// Removes metadata left by holders that are gone. Never touches a held lock.
-    fn cleanup_stale(&self) -> Result<usize, LockError>;
+    /// Finds (and with `remove`, deletes) metadata left by holders that are gone. Never
+    /// touches a lock.
+    fn stale(&self, remove: bool) -> Result<Vec<StaleRecord>, LockError>;
+
+    /// Names that have lock state in the store (held or not).
+    fn names(&self) -> Result<Vec<String>, LockError>;
 }
 
 /// A process-level lock held through a back end.
