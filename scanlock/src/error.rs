@@ -73,6 +73,14 @@ pub enum LockError {
     Io(io::Error),
     /// A `#[synchronized]`-style function ran before [`init_lock_root`](crate::init_lock_root).
     NotInitialized,
+    /// A back-end URL that scanlock cannot use (bad syntax, unknown scheme, or a back end
+    /// whose cargo feature is not enabled).
+    InvalidUrl {
+        /// The URL, with any password hidden.
+        url: String,
+        /// What is wrong and how to fix it.
+        reason: String,
+    },
     /// [`init_lock_root`](crate::init_lock_root) was called again with a different root.
     AlreadyInitialized {
         /// The root the global manager already uses.
@@ -189,9 +197,13 @@ impl fmt::Display for LockError {
                 write!(f, "invalid lock name \"{name}\": {reason}")
             }
             LockError::Io(e) => fmt::Display::fmt(e, f),
+            LockError::InvalidUrl { url, reason } => {
+                write!(f, "cannot use lock back end {url}: {reason}")
+            }
             LockError::NotInitialized => f.write_str(
-                "no global lock manager: call scanlock::init_lock_root(path) once at start-up \
-                 before calling lock-annotated functions, or pass `manager = ...` to the attribute",
+                "no global lock manager: call scanlock::init_lock_root(path) or \
+                 scanlock::init_lock_url(url) once at start-up (or set SCANLOCK_URL) before \
+                 calling lock-annotated functions, or pass `manager = ...` to the attribute",
             ),
             LockError::AlreadyInitialized { current, requested } => write!(
                 f,
@@ -218,7 +230,9 @@ impl From<LockError> for io::Error {
             LockError::Timeout { .. } => io::ErrorKind::TimedOut,
             LockError::WouldBlock { .. } => io::ErrorKind::WouldBlock,
             LockError::WouldDeadlock { .. } => io::ErrorKind::Deadlock,
-            LockError::InvalidName { .. } => io::ErrorKind::InvalidInput,
+            LockError::InvalidName { .. } | LockError::InvalidUrl { .. } => {
+                io::ErrorKind::InvalidInput
+            }
             LockError::NotInitialized | LockError::AlreadyInitialized { .. } => {
                 io::ErrorKind::Other
             }

@@ -1,11 +1,19 @@
 //! The process-wide manager used by the attribute macros.
 
-use std::path::{Path, PathBuf};
-use std::sync::OnceLock;
+use std::path::Path;
+use std::sync::{Mutex, OnceLock};
 
+use crate::backend::Target;
 use crate::{LockError, ScanLockManager};
 
-static GLOBAL: OnceLock<(PathBuf, ScanLockManager)> = OnceLock::new();
+/// Environment variable naming the back end of the global manager when neither
+/// [`init_lock_root`] nor [`init_lock_url`] was called.
+pub const URL_ENV: &str = "SCANLOCK_URL";
+
+static GLOBAL: OnceLock<ScanLockManager> = OnceLock::new();
+/// Serialises initialisation, so that two racing initialisers never build two managers
+/// (building one runs a cleanup sweep and may connect to a database).
+static INIT: Mutex<()> = Mutex::new(());
 
 /// Sets the global manager that `#[synchronized]`, `#[read_locked]` and `#[write_locked]`
 /// use, rooted at `root` (see [`ScanLockManager::new`]).
@@ -26,31 +34,63 @@ static GLOBAL: OnceLock<(PathBuf, ScanLockManager)> = OnceLock::new();
 /// ```
 pub fn init_lock_root(root: impl AsRef<Path>) -> Result<(), LockError> {
     let root = root.as_ref();
-    let requested = std::path::absolute(root).unwrap_or_else(|_| root.to_path_buf());
-    if GLOBAL.get().is_none() {
-        let manager = ScanLockManager::new(&requested)?;
-        // A racing initialiser may win; the comparison below judges both cases alike.
-        let _ = GLOBAL.set((canonical(&requested), manager));
-    }
-    let (current, _) = GLOBAL.get().expect("set above");
-    if *current == canonical(&requested) {
+    let abs = std::path::absolute(root).unwrap_or_else(|_| root.to_path_buf());
+    init(Target::File(abs))
+}
+
+/// Sets the global manager from a back-end URL (`file:///var/lib/scans`, or with the
+/// `postgres` feature `postgres://user@host/db`); the same rules as [`init_lock_root`].
+pub fn init_lock_url(url: &str) -> Result<(), LockError> {
+    init(Target::parse_url(url)?)
+}
+
+fn init(target: Target) -> Result<(), LockError> {
+    let _serial = INIT
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let current = match GLOBAL.get() {
+        Some(m) => m,
+        None => {
+            let manager = match &target {
+                Target::File(root) => ScanLockManager::new(root)?,
+                Target::Postgres(url) => ScanLockManager::from_url(url)?,
+            };
+            GLOBAL.get_or_init(|| manager)
+        }
+    };
+    if same_target(current.target(), &target) {
         Ok(())
     } else {
         Err(LockError::AlreadyInitialized {
-            current: current.display().to_string(),
-            requested: requested.display().to_string(),
+            current: current.url(),
+            requested: target.describe(),
         })
     }
 }
 
-fn canonical(p: &Path) -> PathBuf {
+fn same_target(a: &Target, b: &Target) -> bool {
+    match (a, b) {
+        (Target::File(a), Target::File(b)) => canonical(a) == canonical(b),
+        (a, b) => a == b,
+    }
+}
+
+fn canonical(p: &Path) -> std::path::PathBuf {
     std::fs::canonicalize(p).unwrap_or_else(|_| p.to_path_buf())
 }
 
-/// The global manager, if [`init_lock_root`] was called.
+/// The global manager: the one set by [`init_lock_root`] or [`init_lock_url`], else one
+/// built from the `SCANLOCK_URL` environment variable, else
+/// [`LockError::NotInitialized`].
 pub fn global_manager() -> Result<&'static ScanLockManager, LockError> {
-    GLOBAL
-        .get()
-        .map(|(_, m)| m)
-        .ok_or(LockError::NotInitialized)
+    if let Some(m) = GLOBAL.get() {
+        return Ok(m);
+    }
+    match std::env::var(URL_ENV) {
+        Ok(url) if !url.is_empty() => {
+            init_lock_url(&url)?;
+            GLOBAL.get().ok_or(LockError::NotInitialized)
+        }
+        _ => Err(LockError::NotInitialized),
+    }
 }

@@ -30,6 +30,7 @@ pub struct LockGuard {
     entry: Option<Arc<Entry>>,
     key: HolderKey,
     lock_type: LockType,
+    token: u64,
     pid: u32,
 }
 
@@ -39,14 +40,44 @@ impl LockGuard {
         entry: Arc<Entry>,
         key: HolderKey,
         lock_type: LockType,
+        token: u64,
     ) -> LockGuard {
         LockGuard {
             manager,
             entry: Some(entry),
             key,
             lock_type,
+            token,
             pid: std::process::id(),
         }
+    }
+
+    /// The fencing token of this hold: every exclusive acquisition of a name gets a
+    /// token greater than all earlier ones for that name; a shared one sees the current
+    /// token. Pass it to the storage you write to, so that it can refuse a writer whose
+    /// lock was lost (e.g. with its database connection) after a newer writer came.
+    ///
+    /// ```
+    /// # use scanlock::{LockType, ScanLockManager};
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// let m = ScanLockManager::new(dir.path())?;
+    /// let t1 = m.acquire_lock("scan001", LockType::Exclusive, "w", None)?.fencing_token();
+    /// let r = m.acquire_lock("scan001", LockType::Shared, "r", None)?;
+    /// assert_eq!(r.fencing_token(), t1);
+    /// drop(r);
+    /// let t2 = m.acquire_lock("scan001", LockType::Exclusive, "w", None)?.fencing_token();
+    /// assert!(t2 > t1);
+    /// # Ok::<(), scanlock::LockError>(())
+    /// ```
+    pub fn fencing_token(&self) -> u64 {
+        self.token
+    }
+
+    /// Whether the lock is still held. Always true on the file back end while the guard
+    /// lives; a distributed back end reports `false` once it lost the lock (connection
+    /// gone), after which the protected work must stop.
+    pub fn is_held(&self) -> bool {
+        self.pid == std::process::id() && self.entry.as_ref().is_some_and(|e| e.os_is_held())
     }
 
     /// The lock's name.

@@ -78,7 +78,7 @@ pub mod __private;
 
 pub use async_acquire::AcquireFuture;
 pub use error::LockError;
-pub use global::{global_manager, init_lock_root};
+pub use global::{URL_ENV, global_manager, init_lock_root, init_lock_url};
 pub use guard::LockGuard;
 pub use info::LockInfo;
 pub use manager::{

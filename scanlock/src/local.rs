@@ -59,11 +59,11 @@ pub(crate) struct Entry {
 }
 
 /// What an acquisition produced.
-pub(crate) enum Acquired {
-    /// A new holder (its first hold).
-    New,
+pub(crate) struct Acquired {
     /// A re-entrant hold by a thread that already held.
-    Reentered,
+    pub(crate) reentered: bool,
+    /// The fencing token of the process-level acquisition this hold is part of.
+    pub(crate) token: u64,
 }
 
 impl Entry {
@@ -133,7 +133,11 @@ impl Entry {
         if let Some(h) = st.holders.iter_mut().find(|h| h.key == key) {
             if held == LockType::Exclusive || mode == LockType::Shared {
                 h.count += 1;
-                return Ok(Acquired::Reentered);
+                let token = st.os.as_ref().map_or(0, |os| os.fencing_token());
+                return Ok(Acquired {
+                    reentered: true,
+                    token,
+                });
             }
             return Err(LockError::WouldDeadlock {
                 name: self.name.as_str().to_owned(),
@@ -201,7 +205,10 @@ impl Entry {
             count: 1,
             _record: record,
         });
-        Ok(Acquired::New)
+        Ok(Acquired {
+            reentered: false,
+            token: st.os.as_ref().map_or(0, |os| os.fencing_token()),
+        })
     }
 
     /// Ends one hold of `key`. Returns whether the entry has no holders left.
@@ -225,6 +232,11 @@ impl Entry {
         }
         self.cond.notify_all();
         result
+    }
+
+    /// Whether this process still holds the lock at the back end.
+    pub(crate) fn os_is_held(&self) -> bool {
+        self.lock().os.as_ref().is_some_and(|os| os.is_held())
     }
 
     /// Threads of this process waiting for the lock exclusively.

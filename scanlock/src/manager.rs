@@ -10,10 +10,10 @@ use std::time::{Duration, Instant};
 use serde::{Deserialize, Serialize};
 
 use crate::backend::file::FileBackend;
-use crate::backend::{Backend, Deadline, WaitCtx};
+use crate::backend::{Backend, Deadline, Target, WaitCtx};
 use crate::guard::LockGuard;
 use crate::info::LockInfo;
-use crate::local::{Acquired, Entry, HolderKey};
+use crate::local::{Entry, HolderKey};
 use crate::name::LockName;
 use crate::{LockError, LockType};
 
@@ -117,6 +117,7 @@ pub struct ScanLockManager {
 }
 
 pub(crate) struct Inner {
+    target: Target,
     root: PathBuf,
     lock_dir: PathBuf,
     backend: Box<dyn Backend>,
@@ -155,7 +156,7 @@ impl fmt::Debug for ScanLockManager {
 #[derive(Debug, Clone)]
 #[must_use]
 pub struct ScanLockManagerBuilder {
-    root: PathBuf,
+    target: Target,
     default_timeout: Duration,
     metadata: bool,
     cleanup_on_start: bool,
@@ -191,13 +192,19 @@ impl ScanLockManagerBuilder {
 
     /// Creates `<root>/.locks` if needed and, unless disabled, removes stale records.
     pub fn build(self) -> Result<ScanLockManager, LockError> {
-        let backend = FileBackend::open(&self.root, self.file_mode)?;
-        let lock_dir = backend.dir().to_path_buf();
+        let (root, lock_dir, backend): (PathBuf, PathBuf, Box<dyn Backend>) = match &self.target {
+            Target::File(root) => {
+                let backend = FileBackend::open(root, self.file_mode)?;
+                (root.clone(), backend.dir().to_path_buf(), Box::new(backend))
+            }
+            Target::Postgres(url) => (PathBuf::new(), PathBuf::new(), open_postgres(url)?),
+        };
         let m = ScanLockManager {
             inner: Arc::new(Inner {
-                root: self.root,
+                target: self.target,
+                root,
                 lock_dir,
-                backend: Box::new(backend),
+                backend,
                 default_timeout: self.default_timeout,
                 metadata: self.metadata,
                 registry: Mutex::new(Registry {
@@ -213,6 +220,21 @@ impl ScanLockManagerBuilder {
     }
 }
 
+#[cfg(feature = "postgres")]
+fn open_postgres(url: &str) -> Result<Box<dyn Backend>, LockError> {
+    Ok(Box::new(crate::backend::postgres::PgBackend::connect(url)?))
+}
+
+#[cfg(not(feature = "postgres"))]
+fn open_postgres(url: &str) -> Result<Box<dyn Backend>, LockError> {
+    Err(LockError::InvalidUrl {
+        url: crate::backend::redact(url),
+        reason: "this build of scanlock has no PostgreSQL back end; enable the `postgres` \
+                 feature of the scanlock crate (scanlock = { features = [\"postgres\"] })"
+            .to_owned(),
+    })
+}
+
 impl ScanLockManager {
     /// A manager for `root` with the defaults: creates `<root>/.locks`, removes stale
     /// holder records, waits 30 s by default, publishes metadata.
@@ -222,8 +244,36 @@ impl ScanLockManager {
 
     /// A builder for a manager with other settings.
     pub fn builder(root: impl AsRef<Path>) -> ScanLockManagerBuilder {
+        Self::builder_for(Target::File(root.as_ref().to_path_buf()))
+    }
+
+    /// A manager for a back-end URL with the defaults: `file:///var/lib/scans` (the same
+    /// as [`new`](Self::new)`("/var/lib/scans")`) or, with the `postgres` feature,
+    /// `postgres://user@host:5432/db`.
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// let url = format!("file://{}", dir.path().display());
+    /// let m = scanlock::ScanLockManager::from_url(&url)?;
+    /// assert_eq!(m.root(), dir.path());
+    /// assert!(matches!(
+    ///     scanlock::ScanLockManager::from_url("redis://localhost"),
+    ///     Err(scanlock::LockError::InvalidUrl { .. })
+    /// ));
+    /// # Ok::<(), scanlock::LockError>(())
+    /// ```
+    pub fn from_url(url: &str) -> Result<ScanLockManager, LockError> {
+        Self::builder_from_url(url)?.build()
+    }
+
+    /// A builder for a back-end URL (see [`from_url`](Self::from_url)).
+    pub fn builder_from_url(url: &str) -> Result<ScanLockManagerBuilder, LockError> {
+        Ok(Self::builder_for(Target::parse_url(url)?))
+    }
+
+    fn builder_for(target: Target) -> ScanLockManagerBuilder {
         ScanLockManagerBuilder {
-            root: root.as_ref().to_path_buf(),
+            target,
             default_timeout: DEFAULT_TIMEOUT,
             metadata: true,
             cleanup_on_start: true,
@@ -231,12 +281,21 @@ impl ScanLockManager {
         }
     }
 
-    /// The root given at construction.
+    /// The back end, as a URL with any password hidden (`file:///var/lib/scans`).
+    pub fn url(&self) -> String {
+        self.inner.target.describe()
+    }
+
+    pub(crate) fn target(&self) -> &Target {
+        &self.inner.target
+    }
+
+    /// The root given at construction (empty for a non-file back end).
     pub fn root(&self) -> &Path {
         &self.inner.root
     }
 
-    /// The lock directory, `<root>/.locks`.
+    /// The lock directory, `<root>/.locks` (empty for a non-file back end).
     pub fn lock_dir(&self) -> &Path {
         &self.inner.lock_dir
     }
@@ -341,11 +400,18 @@ impl ScanLockManager {
                         ?lock_type,
                         user,
                         waited_ms = waited.as_millis() as u64,
-                        reentrant = matches!(how, Acquired::Reentered),
+                        reentrant = how.reentered,
+                        token = how.token,
                         "acquired"
                     );
                 }
-                Ok(LockGuard::new(self.clone(), entry, key, lock_type))
+                Ok(LockGuard::new(
+                    self.clone(),
+                    entry,
+                    key,
+                    lock_type,
+                    how.token,
+                ))
             }
             Err(e) => {
                 drop(entry);

@@ -24,6 +24,8 @@ pub fn spawn_self(test: &str, role: &str, env: &[(&str, String)]) -> Child {
     let mut cmd = Command::new(exe);
     cmd.args([test, "--exact", "--nocapture", "--test-threads=1"])
         .env(ROLE_VAR, role)
+        // A child's global manager comes only from what the test passes explicitly.
+        .env_remove("SCANLOCK_URL")
         .stdin(Stdio::null());
     for (k, v) in env {
         cmd.env(k, v);

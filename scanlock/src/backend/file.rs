@@ -179,9 +179,6 @@ impl Backend for FileBackend {
             if !lock_file(&gate, mode, wait).map_err(|e| io_err("lock", &gate_path, e))? {
                 return Err(wait.give_up(name, mode));
             }
-            if mode == LockType::Shared {
-                drop(gate);
-            }
             let main = self.open_lock_file(name, &lock_path)?;
             if !lock_file(&main, mode, wait).map_err(|e| io_err("lock", &lock_path, e))? {
                 return Err(wait.give_up(name, mode));
@@ -210,7 +207,14 @@ impl Backend for FileBackend {
                 }
                 continue;
             }
+            // The gate stays open (a reader keeps passing it: its shared flock on the gate
+            // only delays a writer that arrives during this acquisition) because it
+            // also carries the fencing token, read or advanced while `main` is held.
+            let token = fencing_token(&gate, mode)
+                .map_err(|e| io_err("update fencing token in", &gate_path, e))?;
+            drop(gate);
             return Ok(Box::new(FileLock {
+                token,
                 main: Some(main),
                 name: name.as_str().to_owned(),
                 lock_path,
@@ -430,9 +434,44 @@ fn kernel_holders(path: &Path) -> Option<Vec<(u32, LockType)>> {
     Some(out)
 }
 
+/// Reads the fencing token kept in the gate file and, for an exclusive holder, advances
+/// it. The caller holds `S.lock`, which serialises these reads and writes.
+///
+/// A new token is `max(stored + 1, microseconds since the epoch)`: strictly greater than
+/// the stored one, and (unless the wall clock is far behind) greater than any token that
+/// a power loss may have kept from reaching the disk (the token is not fsynced: that
+/// would cost milliseconds per acquisition).
+fn fencing_token(gate: &File, mode: LockType) -> io::Result<u64> {
+    use std::os::unix::fs::FileExt;
+    let mut buf = [0u8; 32];
+    let n = gate.read_at(&mut buf, 0)?;
+    let stored = std::str::from_utf8(&buf[..n])
+        .ok()
+        .and_then(|s| s.trim().parse::<u64>().ok())
+        .unwrap_or(0);
+    if mode == LockType::Shared {
+        return Ok(stored);
+    }
+    let now = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| d.as_micros() as u64);
+    let next = stored.saturating_add(1).max(now);
+    match gate.write_all_at(format!("{next:020}\n").as_bytes(), 0) {
+        Ok(()) => Ok(next),
+        // Another user's gate file opened read-only: the lock itself works, the token
+        // cannot be persisted (document: tokens need write access to the lock files).
+        Err(e) if e.raw_os_error() == Some(libc::EBADF) => {
+            tracing::warn!("fencing token not persisted: the gate file is read-only for this user");
+            Ok(next)
+        }
+        Err(e) => Err(e),
+    }
+}
+
 /// A held `S.lock`.
 #[derive(Debug)]
 struct FileLock {
+    token: u64,
     main: Option<File>,
     name: String,
     lock_path: PathBuf,
@@ -463,6 +502,10 @@ impl BackendLock for FileLock {
         write_record(&self.holders_dir, info, self.file_mode)
             .map(|r| Box::new(r) as Box<dyn HolderRecord>)
             .map_err(|e| LockError::io(&self.name, "write holder record in", &self.holders_dir, e))
+    }
+
+    fn fencing_token(&self) -> u64 {
+        self.token
     }
 
     fn release(mut self: Box<Self>) -> Result<(), LockError> {

@@ -16,6 +16,87 @@ use crate::{LockError, LockStatus, LockType, StaleRecord};
 
 pub(crate) mod file;
 
+/// Where a manager keeps its locks, from a path or a URL.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum Target {
+    /// `<root>/.locks` on a file system (`file:///root`).
+    File(std::path::PathBuf),
+    /// A PostgreSQL database (`postgres://` or `postgresql://`).
+    Postgres(String),
+}
+
+impl Target {
+    /// Parses a back-end URL: `file:///abs/path`, `file://localhost/abs/path`,
+    /// `postgres://...`, `postgresql://...`.
+    pub(crate) fn parse_url(url: &str) -> Result<Target, LockError> {
+        let bad = |reason: &str| LockError::InvalidUrl {
+            url: redact(url),
+            reason: reason.to_owned(),
+        };
+        let (scheme, rest) = url
+            .split_once("://")
+            .ok_or_else(|| bad("expected scheme://..., e.g. file:///var/lib/scans"))?;
+        match scheme.to_ascii_lowercase().as_str() {
+            "file" => {
+                let path = rest.strip_prefix("localhost").unwrap_or(rest);
+                if !path.starts_with('/') {
+                    return Err(bad(
+                        "a file URL needs an absolute path: file:///var/lib/scans (three slashes)",
+                    ));
+                }
+                let path = percent_decode(path).ok_or_else(|| bad("bad %-escape in the path"))?;
+                Ok(Target::File(std::path::PathBuf::from(path)))
+            }
+            "postgres" | "postgresql" => Ok(Target::Postgres(url.to_owned())),
+            other => Err(bad(&format!(
+                "unknown back end `{other}://`; use file:///path or postgres://user@host/db"
+            ))),
+        }
+    }
+
+    /// A printable form with any password hidden.
+    pub(crate) fn describe(&self) -> String {
+        match self {
+            Target::File(root) => format!("file://{}", root.display()),
+            Target::Postgres(url) => redact(url),
+        }
+    }
+}
+
+fn percent_decode(s: &str) -> Option<std::ffi::OsString> {
+    use std::os::unix::ffi::OsStringExt;
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'%' {
+            let hex = std::str::from_utf8(b.get(i + 1..i + 3)?).ok()?;
+            out.push(u8::from_str_radix(hex, 16).ok()?);
+            i += 3;
+        } else {
+            out.push(b[i]);
+            i += 1;
+        }
+    }
+    Some(std::ffi::OsString::from_vec(out))
+}
+
+/// Hides the password of `scheme://user:password@host/...`.
+pub(crate) fn redact(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    let authority_end = rest.find('/').unwrap_or(rest.len());
+    let (authority, path) = rest.split_at(authority_end);
+    match authority.rsplit_once('@') {
+        Some((userinfo, host)) => match userinfo.split_once(':') {
+            Some((user, _)) => format!("{scheme}://{user}:***@{host}{path}"),
+            None => url.to_owned(),
+        },
+        None => url.to_owned(),
+    }
+}
+
 /// How long an acquisition may wait, resolved to an absolute deadline.
 #[derive(Clone, Debug)]
 pub(crate) struct WaitCtx {
@@ -146,7 +227,59 @@ pub(crate) trait BackendLock: Send + fmt::Debug {
 
     /// Releases the lock. Dropping without calling this also releases it.
     fn release(self: Box<Self>) -> Result<(), LockError>;
+
+    /// The fencing token of this acquisition: for an exclusive one, a number greater
+    /// than every token handed out before for the name; for a shared one, the current
+    /// token. Assigned when the lock is taken.
+    fn fencing_token(&self) -> u64;
+
+    /// Whether the lock is still held (a distributed back end can lose it with its
+    /// connection). Cheap: reports what is known, without a round trip.
+    fn is_held(&self) -> bool {
+        true
+    }
 }
 
 /// One holder's published metadata; dropping it withdraws the record.
 pub(crate) trait HolderRecord: Send + fmt::Debug {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_parse_to_targets() {
+        assert_eq!(
+            Target::parse_url("file:///var/lib/scans").unwrap(),
+            Target::File("/var/lib/scans".into())
+        );
+        assert_eq!(
+            Target::parse_url("FILE://localhost/a%20b").unwrap(),
+            Target::File("/a b".into())
+        );
+        assert!(matches!(
+            Target::parse_url("postgresql://u@h/db").unwrap(),
+            Target::Postgres(_)
+        ));
+        for bad in [
+            "file://relative",
+            "/just/a/path",
+            "redis://h",
+            "file:///a%zz",
+        ] {
+            let e = Target::parse_url(bad).unwrap_err();
+            assert!(matches!(e, LockError::InvalidUrl { .. }), "{bad}: {e:?}");
+        }
+    }
+
+    #[test]
+    fn passwords_are_redacted() {
+        assert_eq!(
+            redact("postgres://u:secret@h:5432/db"),
+            "postgres://u:***@h:5432/db"
+        );
+        assert_eq!(redact("postgres://u@h/db"), "postgres://u@h/db");
+        let e = Target::parse_url("redis://u:pw@h").unwrap_err();
+        assert!(!e.to_string().contains("pw"), "{e}");
+    }
+}
