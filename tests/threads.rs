@@ -381,3 +381,41 @@ fn status_reports_waiting_writers_and_names() {
         vec!["a/b".to_owned(), "scan001".to_owned()]
     );
 }
+
+#[test]
+fn a_process_reuses_one_record_per_name_and_hides_it_between_holds() {
+    let (_d, m) = manager();
+    let records = || {
+        std::fs::read_dir(m.lock_dir().join("scan001.holders"))
+            .unwrap()
+            .count()
+    };
+    for user in ["first-user-with-a-long-name", "second"] {
+        let g = m
+            .acquire_lock("scan001", LockType::Exclusive, user, None)
+            .unwrap();
+        let st = m.get_lock_status("scan001").unwrap();
+        assert_eq!(st.holders.len(), 1);
+        assert_eq!(st.holders[0].user, user);
+        drop(g);
+        let st = m.get_lock_status("scan001").unwrap();
+        assert!(st.holders.is_empty() && st.stale_records == 0, "{st:?}");
+        assert_eq!(records(), 1, "the record file is reused, not recreated");
+    }
+    assert!(m.find_stale_records().unwrap().is_empty());
+    // Two threads sharing at once need two records; the extra one goes away after.
+    let a = m
+        .acquire_lock("scan001", LockType::Shared, "a", None)
+        .unwrap();
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            let _b = m
+                .acquire_lock("scan001", LockType::Shared, "b", None)
+                .unwrap();
+            assert_eq!(m.get_lock_status("scan001").unwrap().holders.len(), 2);
+            assert_eq!(records(), 2);
+        });
+    });
+    drop(a);
+    assert_eq!(records(), 1);
+}

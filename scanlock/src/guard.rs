@@ -30,7 +30,6 @@ pub struct LockGuard {
     entry: Option<Arc<Entry>>,
     key: HolderKey,
     lock_type: LockType,
-    token: u64,
     pid: u32,
 }
 
@@ -40,15 +39,13 @@ impl LockGuard {
         entry: Arc<Entry>,
         key: HolderKey,
         lock_type: LockType,
-        token: u64,
     ) -> LockGuard {
         LockGuard {
             manager,
             entry: Some(entry),
             key,
             lock_type,
-            token,
-            pid: std::process::id(),
+            pid: crate::info::current_pid(),
         }
     }
 
@@ -69,15 +66,19 @@ impl LockGuard {
     /// assert!(t2 > t1);
     /// # Ok::<(), scanlock::LockError>(())
     /// ```
+    ///
+    /// The file back end assigns the token on the first call during the hold (so that
+    /// holders who never ask pay nothing); all guards of one hold see the same token.
     pub fn fencing_token(&self) -> u64 {
-        self.token
+        self.entry.as_ref().map_or(0, |e| e.fencing_token())
     }
 
     /// Whether the lock is still held. Always true on the file back end while the guard
     /// lives; a distributed back end reports `false` once it lost the lock (connection
     /// gone), after which the protected work must stop.
     pub fn is_held(&self) -> bool {
-        self.pid == std::process::id() && self.entry.as_ref().is_some_and(|e| e.os_is_held())
+        self.pid == crate::info::current_pid()
+            && self.entry.as_ref().is_some_and(|e| e.os_is_held())
     }
 
     /// The lock's name.
@@ -100,7 +101,7 @@ impl LockGuard {
         let Some(entry) = self.entry.take() else {
             return Ok(());
         };
-        if self.pid != std::process::id() {
+        if self.pid != crate::info::current_pid() {
             return Ok(());
         }
         let result = entry.release(self.key);

@@ -5,6 +5,7 @@
 //! cannot be read or parsed is reported, never trusted.
 
 use std::sync::LazyLock;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::SystemTime;
 
 use serde::{Deserialize, Serialize};
@@ -74,7 +75,7 @@ impl LockInfo {
         LockInfo {
             name: name.to_owned(),
             user: user.to_owned(),
-            pid: std::process::id(),
+            pid: current_pid(),
             hostname: HOST.hostname.clone(),
             thread,
             thread_id: if task { 0 } else { current_tid() },
@@ -82,11 +83,6 @@ impl LockInfo {
             acquired_at: SystemTime::now(),
             boot_id: HOST.boot_id.clone(),
         }
-    }
-
-    /// Reads a record; `None` for anything that is not a complete record.
-    pub(crate) fn from_json(bytes: &[u8]) -> Option<LockInfo> {
-        serde_json::from_slice(bytes).ok()
     }
 }
 
@@ -133,6 +129,30 @@ impl PlantdbInfo {
             timestamp,
         })
     }
+}
+
+static PID: AtomicU32 = AtomicU32::new(0);
+
+extern "C" fn forget_pid_in_child() {
+    PID.store(0, Ordering::Relaxed);
+}
+
+/// This process's id, cached: std asks the kernel every time, and scanlock checks the
+/// pid on every acquisition and release (to recognise a forked child). A fork handler
+/// clears the cache in the child.
+pub(crate) fn current_pid() -> u32 {
+    let p = PID.load(Ordering::Relaxed);
+    if p != 0 {
+        return p;
+    }
+    static REGISTER: std::sync::Once = std::sync::Once::new();
+    REGISTER.call_once(|| {
+        // SAFETY: registers a handler that only stores to an atomic (async-signal-safe).
+        unsafe { libc::pthread_atfork(None, None, Some(forget_pid_in_child)) };
+    });
+    let p = std::process::id();
+    PID.store(p, Ordering::Relaxed);
+    p
 }
 
 /// Whether a process with this pid exists on this host.
@@ -241,11 +261,12 @@ mod tests {
     #[test]
     fn round_trips_and_rejects_garbage() {
         let info = LockInfo::for_current_thread("scan1", "u", LockType::Exclusive, false);
+        let from = |b: &[u8]| serde_json::from_slice::<LockInfo>(b).ok();
         let json = serde_json::to_vec(&info).unwrap();
-        assert_eq!(LockInfo::from_json(&json), Some(info));
-        assert_eq!(LockInfo::from_json(&json[..json.len() - 1]), None);
-        assert_eq!(LockInfo::from_json(b""), None);
-        assert_eq!(LockInfo::from_json(b"{\"user\": 5}"), None);
-        assert_eq!(LockInfo::from_json(&[0xff, 0xfe, 0x00]), None);
+        assert_eq!(from(&json), Some(info));
+        assert_eq!(from(&json[..json.len() - 1]), None);
+        assert_eq!(from(b""), None);
+        assert_eq!(from(b"{\"user\": 5}"), None);
+        assert_eq!(from(&[0xff, 0xfe, 0x00]), None);
     }
 }

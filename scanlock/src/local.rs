@@ -48,6 +48,9 @@ struct State {
     mode: Option<LockType>,
     holders: Vec<Holder>,
     waiting_writers: usize,
+    /// Threads sleeping on the condition variable: wake-ups cost a syscall, so they
+    /// are only sent when someone sleeps.
+    sleepers: usize,
 }
 
 /// One lock name's in-process state.
@@ -62,8 +65,6 @@ pub(crate) struct Entry {
 pub(crate) struct Acquired {
     /// A re-entrant hold by a thread that already held.
     pub(crate) reentered: bool,
-    /// The fencing token of the process-level acquisition this hold is part of.
-    pub(crate) token: u64,
 }
 
 impl Entry {
@@ -82,6 +83,12 @@ impl Entry {
 
     /// Sleeps on the condition variable; `false` when the wait is over (deadline passed,
     /// single attempt, or cancelled).
+    fn wake(&self, st: &State) {
+        if st.sleepers > 0 {
+            self.cond.notify_all();
+        }
+    }
+
     fn sleep<'a>(
         &self,
         st: MutexGuard<'a, State>,
@@ -105,7 +112,9 @@ impl Entry {
             (l, Some(_)) => Some(l.map_or(CANCEL_SLICE, |l| l.min(CANCEL_SLICE))),
             (l, None) => l,
         };
-        let st = match limit {
+        let mut st = st;
+        st.sleepers += 1;
+        let mut st = match limit {
             None => self.cond.wait(st).unwrap_or_else(PoisonError::into_inner),
             Some(d) => {
                 self.cond
@@ -114,6 +123,7 @@ impl Entry {
                     .0
             }
         };
+        st.sleepers -= 1;
         (st, true)
     }
 
@@ -133,11 +143,7 @@ impl Entry {
         if let Some(h) = st.holders.iter_mut().find(|h| h.key == key) {
             if held == LockType::Exclusive || mode == LockType::Shared {
                 h.count += 1;
-                let token = st.os.as_ref().map_or(0, |os| os.fencing_token());
-                return Ok(Acquired {
-                    reentered: true,
-                    token,
-                });
+                return Ok(Acquired { reentered: true });
             }
             return Err(LockError::WouldDeadlock {
                 name: self.name.as_str().to_owned(),
@@ -165,7 +171,7 @@ impl Entry {
                 let os = backend.acquire(&self.name, mode, wait);
                 st = self.lock();
                 st.acquiring = false;
-                self.cond.notify_all();
+                self.wake(&st);
                 match os {
                     Ok(os) => {
                         st.os = Some(os);
@@ -185,7 +191,7 @@ impl Entry {
             st.waiting_writers -= 1;
             if result.is_err() {
                 // Readers may have queued behind this writer.
-                self.cond.notify_all();
+                self.wake(&st);
             }
         }
         result?;
@@ -205,10 +211,7 @@ impl Entry {
             count: 1,
             _record: record,
         });
-        Ok(Acquired {
-            reentered: false,
-            token: st.os.as_ref().map_or(0, |os| os.fencing_token()),
-        })
+        Ok(Acquired { reentered: false })
     }
 
     /// Ends one hold of `key`. Returns whether the entry has no holders left.
@@ -230,8 +233,13 @@ impl Entry {
                 result = os.release();
             }
         }
-        self.cond.notify_all();
+        self.wake(&st);
         result
+    }
+
+    /// The fencing token of this process's current hold (0 when not held).
+    pub(crate) fn fencing_token(&self) -> u64 {
+        self.lock().os.as_ref().map_or(0, |os| os.fencing_token())
     }
 
     /// Whether this process still holds the lock at the back end.

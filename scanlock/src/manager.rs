@@ -208,7 +208,7 @@ impl ScanLockManagerBuilder {
                 default_timeout: self.default_timeout,
                 metadata: self.metadata,
                 registry: Mutex::new(Registry {
-                    pid: std::process::id(),
+                    pid: crate::info::current_pid(),
                     entries: HashMap::new(),
                 }),
             }),
@@ -401,17 +401,10 @@ impl ScanLockManager {
                         user,
                         waited_ms = waited.as_millis() as u64,
                         reentrant = how.reentered,
-                        token = how.token,
                         "acquired"
                     );
                 }
-                Ok(LockGuard::new(
-                    self.clone(),
-                    entry,
-                    key,
-                    lock_type,
-                    how.token,
-                ))
+                Ok(LockGuard::new(self.clone(), entry, key, lock_type))
             }
             Err(e) => {
                 drop(entry);
@@ -464,7 +457,7 @@ impl ScanLockManager {
             .registry
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
-        let pid = std::process::id();
+        let pid = crate::info::current_pid();
         if r.pid != pid {
             // A forked child: the inherited entries describe the parent's locks. Dropping
             // them only closes descriptors (the back end never unlocks in another pid).
@@ -504,7 +497,7 @@ impl ScanLockManager {
         let mut status = self.inner.backend.status(&lname)?;
         // Writers of this process may wait above the back end, in the in-process layer.
         let local = self.registry().entries.get(name).cloned();
-        let pid = std::process::id();
+        let pid = crate::info::current_pid();
         if local.is_some_and(|e| e.waiting_writers() > 0) && !status.waiting_writers.contains(&pid)
         {
             status.waiting_writers.push(pid);

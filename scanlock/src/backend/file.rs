@@ -14,15 +14,16 @@
 //! still checks after every lock that its file is the one at the path, for the sake of
 //! other tools that do unlink.
 
+use std::collections::HashMap;
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, Read, Write};
+use std::io;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
-use std::os::unix::io::AsRawFd;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::time::{Duration, SystemTime};
 
+use super::records::{RecordSlot, read_records, read_to_vec};
 use super::{Backend, BackendLock, HolderRecord, WaitCtx};
 use crate::info::{self, LockInfo, PlantdbInfo};
 use crate::name::LockName;
@@ -39,19 +40,18 @@ const INFO_SUFFIX: &str = ".info";
 /// we conclude its pid was reused by an unrelated process (plantdb's release takes
 /// microseconds between unlocking and removing `.info`).
 const PLANTDB_RELEASE_GRACE: Duration = Duration::from_secs(2);
-const TMP_PREFIX: &str = ".tmp-";
-/// A fallback temp record older than this whose flock is free was abandoned by a crash.
-const TMP_GRACE: Duration = Duration::from_secs(60);
 /// Attempts a one-shot acquisition makes when it finds its file replaced under it.
 const TRY_RELINK_ATTEMPTS: usize = 8;
 
-static RECORD_SEQ: AtomicU64 = AtomicU64::new(0);
+/// Idle names whose handles a process keeps open (3 descriptors each).
+const CACHE_NAMES: usize = 64;
 
 /// The file back end rooted at one lock directory.
 #[derive(Debug)]
 pub(crate) struct FileBackend {
     dir: PathBuf,
     file_mode: u32,
+    cache: Arc<HandleCache>,
 }
 
 impl FileBackend {
@@ -72,7 +72,12 @@ impl FileBackend {
                 ),
             ));
         }
-        Ok(FileBackend { dir, file_mode })
+        raise_fd_limit();
+        Ok(FileBackend {
+            dir,
+            file_mode,
+            cache: Arc::default(),
+        })
     }
 
     /// The lock directory.
@@ -106,6 +111,30 @@ impl FileBackend {
             Err(e) => Err(LockError::io(name.as_str(), "open", path, e)),
         }
     }
+}
+
+/// Raises the soft limit on open files to the hard limit (at most 65 536), once per
+/// process: every held name costs up to three descriptors, and the traditional soft
+/// limit of 1024 would cap a process at a few hundred held names. The Go runtime does
+/// the same for every program.
+fn raise_fd_limit() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let mut lim = libc::rlimit {
+            rlim_cur: 0,
+            rlim_max: 0,
+        };
+        // SAFETY: lim is a valid rlimit to fill and then pass back.
+        unsafe {
+            if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) == 0 {
+                let want = lim.rlim_max.min(65_536);
+                if lim.rlim_cur < want {
+                    lim.rlim_cur = want;
+                    let _ = libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
+                }
+            }
+        }
+    });
 }
 
 /// Takes `mode` on `file` as the wait allows; `Ok(false)` when it gave up.
@@ -172,16 +201,27 @@ impl Backend for FileBackend {
         let mut relinks = 0;
         let mut pause = WaitCtx::first_pause();
         let mut plantdb = PlantdbWatch::default();
+        let mut h = match self.cache.take(name.stem()) {
+            Some(h) => h,
+            None => Handles {
+                gate: self.open_lock_file(name, &gate_path)?,
+                main: self.open_lock_file(name, &lock_path)?,
+                slot: None,
+            },
+        };
+        let give_up = |h: Handles| {
+            self.cache.put(name.stem(), h);
+            Err(wait.give_up(name, mode))
+        };
         loop {
-            // Readers pass the gate and let go of it at once; a writer keeps it until it
-            // holds the lock, so readers arriving meanwhile queue behind it.
-            let gate = self.open_lock_file(name, &gate_path)?;
-            if !lock_file(&gate, mode, wait).map_err(|e| io_err("lock", &gate_path, e))? {
-                return Err(wait.give_up(name, mode));
+            // A writer holds the gate until it holds the lock, so readers arriving
+            // meanwhile (who must pass the gate) queue behind it.
+            if !lock_file(&h.gate, mode, wait).map_err(|e| io_err("lock", &gate_path, e))? {
+                return give_up(h);
             }
-            let main = self.open_lock_file(name, &lock_path)?;
-            if !lock_file(&main, mode, wait).map_err(|e| io_err("lock", &lock_path, e))? {
-                return Err(wait.give_up(name, mode));
+            if !lock_file(&h.main, mode, wait).map_err(|e| io_err("lock", &lock_path, e))? {
+                let _ = h.gate.unlock();
+                return give_up(h);
             }
             // plantdb releases by unlock, unlink `.lock`, unlink `.info`: an `.info` naming
             // a live conflicting holder means we locked a file it is about to unlink. This
@@ -190,37 +230,40 @@ impl Backend for FileBackend {
             if let Some(info_path) = &info_path
                 && plantdb.releasing(info_path, mode)
             {
-                drop(main);
+                let _ = (h.main.unlock(), h.gate.unlock());
                 if !wait.pause(&mut pause) {
-                    return Err(wait.give_up(name, mode));
+                    return give_up(h);
                 }
                 continue;
             }
-            if !still_at_path(&main, &lock_path).map_err(|e| io_err("inspect", &lock_path, e))? {
+            if !still_at_path(&h.main, &lock_path).map_err(|e| io_err("inspect", &lock_path, e))? {
                 tracing::debug!(
                     lock = name.as_str(),
                     "lock file was replaced while waiting; retrying"
                 );
+                let _ = (h.main.unlock(), h.gate.unlock());
+                h.main = self.open_lock_file(name, &lock_path)?;
                 relinks += 1;
                 if wait.deadline == super::Deadline::Try && relinks >= TRY_RELINK_ATTEMPTS {
-                    return Err(wait.give_up(name, mode));
+                    return give_up(h);
                 }
                 continue;
             }
-            // The gate stays open (a reader keeps passing it: its shared flock on the gate
-            // only delays a writer that arrives during this acquisition) because it
-            // also carries the fencing token, read or advanced while `main` is held.
-            let token = fencing_token(&gate, mode)
-                .map_err(|e| io_err("update fencing token in", &gate_path, e))?;
-            drop(gate);
+            h.gate
+                .unlock()
+                .map_err(|e| io_err("unlock", &gate_path, e))?;
             return Ok(Box::new(FileLock {
-                token,
-                main: Some(main),
+                token: OnceLock::new(),
+                mode,
+                slot_home: Arc::new(Mutex::new(h.slot.take())),
+                handles: Some(h),
+                stem: name.stem().to_owned(),
+                cache: self.cache.clone(),
                 name: name.as_str().to_owned(),
                 lock_path,
                 holders_dir: self.path(name, HOLDERS_SUFFIX),
                 file_mode: self.file_mode,
-                pid: std::process::id(),
+                pid: crate::info::current_pid(),
             }));
         }
     }
@@ -338,7 +381,7 @@ impl PlantdbWatch {
             return false;
         };
         let conflicts = mode == LockType::Exclusive || info.lock_type == LockType::Exclusive;
-        if !conflicts || info.pid == std::process::id() || !info::pid_alive(info.pid) {
+        if !conflicts || info.pid == crate::info::current_pid() || !info::pid_alive(info.pid) {
             return false;
         }
         let now = std::time::Instant::now();
@@ -366,13 +409,6 @@ fn read_small(path: &Path) -> io::Result<(u64, Vec<u8>)> {
         return Err(io::Error::from(io::ErrorKind::InvalidInput));
     }
     Ok((meta.ino(), read_to_vec(&file)?))
-}
-
-/// Reads at most 64 KiB: records are small, and a planted huge file must not cost more.
-fn read_to_vec(file: &File) -> io::Result<Vec<u8>> {
-    let mut buf = Vec::with_capacity(512);
-    file.take(64 * 1024).read_to_end(&mut buf)?;
-    Ok(buf)
 }
 
 fn strongest(modes: impl Iterator<Item = LockType>) -> Option<LockType> {
@@ -435,7 +471,8 @@ fn kernel_holders(path: &Path) -> Option<Vec<(u32, LockType)>> {
 }
 
 /// Reads the fencing token kept in the gate file and, for an exclusive holder, advances
-/// it. The caller holds `S.lock`, which serialises these reads and writes.
+/// it. The caller holds `S.lock`, which serialises these reads and writes (the gate's
+/// own flock is not needed: only holders of `S.lock` touch the token).
 ///
 /// A new token is `max(stored + 1, microseconds since the epoch)`: strictly greater than
 /// the stored one, and (unless the wall clock is far behind) greater than any token that
@@ -468,11 +505,77 @@ fn fencing_token(gate: &File, mode: LockType) -> io::Result<u64> {
     }
 }
 
+/// Open handles of one name, kept between acquisitions (see [`HandleCache`]).
+#[derive(Debug)]
+struct Handles {
+    gate: File,
+    main: File,
+    /// This process's reusable holder record for the name, if it made one.
+    slot: Option<RecordSlot>,
+}
+
+/// Idle names' open handles, so that a repeated acquisition costs flock calls rather
+/// than opens, closes and file creations. Bounded: the least recently used name is
+/// closed (and its record removed) beyond [`CACHE_NAMES`].
+#[derive(Debug, Default)]
+pub(crate) struct HandleCache {
+    inner: Mutex<CacheInner>,
+}
+
+#[derive(Debug, Default)]
+struct CacheInner {
+    /// The process the handles belong to: a forked child starts afresh.
+    pid: u32,
+    clock: u64,
+    map: HashMap<String, (u64, Handles)>,
+}
+
+impl HandleCache {
+    fn lock(&self) -> std::sync::MutexGuard<'_, CacheInner> {
+        let mut c = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
+        let pid = crate::info::current_pid();
+        if c.pid != pid {
+            // Inherited handles are idle (not locked); dropping them closes descriptors
+            // and never removes the parent's records (see RecordSlot's Drop).
+            c.map.clear();
+            c.pid = pid;
+        }
+        c
+    }
+
+    fn take(&self, stem: &str) -> Option<Handles> {
+        self.lock().map.remove(stem).map(|(_, h)| h)
+    }
+
+    fn put(&self, stem: &str, h: Handles) {
+        let mut c = self.lock();
+        c.clock += 1;
+        let now = c.clock;
+        c.map.insert(stem.to_owned(), (now, h));
+        if c.map.len() > CACHE_NAMES {
+            let oldest = c
+                .map
+                .iter()
+                .min_by_key(|(_, (t, _))| *t)
+                .map(|(k, _)| k.clone());
+            if let Some(k) = oldest {
+                c.map.remove(&k);
+            }
+        }
+    }
+}
+
 /// A held `S.lock`.
 #[derive(Debug)]
 struct FileLock {
-    token: u64,
-    main: Option<File>,
+    /// Assigned on first request (see [`fencing_token`]).
+    token: OnceLock<u64>,
+    mode: LockType,
+    handles: Option<Handles>,
+    /// The reusable record, shared with the holder records made from it.
+    slot_home: Arc<Mutex<Option<RecordSlot>>>,
+    stem: String,
+    cache: Arc<HandleCache>,
     name: String,
     lock_path: PathBuf,
     holders_dir: PathBuf,
@@ -484,10 +587,22 @@ struct FileLock {
 
 impl FileLock {
     fn unlock(&mut self) -> io::Result<()> {
-        match self.main.take() {
-            Some(f) if self.pid == std::process::id() => f.unlock(),
-            _ => Ok(()),
+        let Some(mut h) = self.handles.take() else {
+            return Ok(());
+        };
+        if self.pid != crate::info::current_pid() {
+            return Ok(());
         }
+        let r = h.main.unlock();
+        h.slot = self
+            .slot_home
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+        if r.is_ok() {
+            self.cache.put(&self.stem, h);
+        }
+        r
     }
 }
 
@@ -499,13 +614,30 @@ impl Drop for FileLock {
 
 impl BackendLock for FileLock {
     fn add_holder(&self, info: &LockInfo) -> Result<Box<dyn HolderRecord>, LockError> {
-        write_record(&self.holders_dir, info, self.file_mode)
-            .map(|r| Box::new(r) as Box<dyn HolderRecord>)
-            .map_err(|e| LockError::io(&self.name, "write holder record in", &self.holders_dir, e))
+        let reusable = self
+            .slot_home
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+        let slot = match reusable {
+            Some(mut slot) => slot.publish(info).map(|()| slot),
+            None => RecordSlot::create(&self.holders_dir, info, self.file_mode),
+        }
+        .map_err(|e| LockError::io(&self.name, "write holder record in", &self.holders_dir, e))?;
+        Ok(Box::new(ActiveRecord {
+            slot: Some(slot),
+            home: self.slot_home.clone(),
+        }))
     }
 
     fn fencing_token(&self) -> u64 {
-        self.token
+        *self.token.get_or_init(|| match &self.handles {
+            Some(h) => fencing_token(&h.gate, self.mode).unwrap_or_else(|e| {
+                tracing::warn!(lock = %self.name, error = %e, "cannot read or advance the fencing token");
+                0
+            }),
+            None => 0,
+        })
     }
 
     fn release(mut self: Box<Self>) -> Result<(), LockError> {
@@ -515,226 +647,25 @@ impl BackendLock for FileLock {
     }
 }
 
-/// One published holder record, flocked shared for as long as it exists.
+/// One holder's published record; on drop the record is marked inactive and goes back
+/// to be reused (or, if another holder's record already went back, is removed).
 #[derive(Debug)]
-struct FileRecord {
-    _file: File,
-    path: PathBuf,
-    pid: u32,
+struct ActiveRecord {
+    slot: Option<RecordSlot>,
+    home: Arc<Mutex<Option<RecordSlot>>>,
 }
 
-impl HolderRecord for FileRecord {}
+impl HolderRecord for ActiveRecord {}
 
-impl Drop for FileRecord {
+impl Drop for ActiveRecord {
     fn drop(&mut self) {
-        // Unlink first, then close (which drops the flock): a record that is visible and
-        // unlocked therefore always belongs to a holder that died.
-        if self.pid == std::process::id() {
-            let _ = fs::remove_file(&self.path);
+        let Some(slot) = self.slot.take() else { return };
+        if slot.deactivate().is_err() {
+            return; // dropping the slot removes the record
+        }
+        let mut home = self.home.lock().unwrap_or_else(PoisonError::into_inner);
+        if home.is_none() {
+            *home = Some(slot);
         }
     }
-}
-
-fn record_file_name(seq: u64) -> String {
-    let host: String = info::this_host()
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || c == '-' || c == '.' {
-                c
-            } else {
-                '_'
-            }
-        })
-        .collect();
-    format!("{host}-{}-{seq}.json", std::process::id())
-}
-
-/// Publishes `info` in `dir` without a moment where the record is visible but incomplete
-/// or unlocked: the file is written and flocked before it gets a name.
-fn write_record(dir: &Path, info: &LockInfo, mode: u32) -> io::Result<FileRecord> {
-    let json = serde_json::to_vec(info).map_err(io::Error::other)?;
-    let file = match open_anonymous(dir, mode) {
-        Err(e) if e.kind() == io::ErrorKind::NotFound => {
-            match fs::create_dir(dir) {
-                Ok(()) => {}
-                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
-                Err(e) => return Err(e),
-            }
-            open_anonymous(dir, mode)
-        }
-        other => other,
-    };
-    let pid = std::process::id();
-    match file {
-        Ok(mut file) => {
-            file.lock_shared()?;
-            file.write_all(&json)?;
-            let proc_path = format!("/proc/self/fd/{}", file.as_raw_fd());
-            loop {
-                let path = dir.join(record_file_name(RECORD_SEQ.fetch_add(1, Ordering::Relaxed)));
-                match link_follow(Path::new(&proc_path), &path) {
-                    Ok(()) => {
-                        return Ok(FileRecord {
-                            _file: file,
-                            path,
-                            pid,
-                        });
-                    }
-                    Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
-                    Err(e) => return Err(e),
-                }
-            }
-        }
-        // No O_TMPFILE here (or no /proc): write under a hidden temporary name, then rename.
-        Err(e) if is_unsupported(&e) => {
-            let seq = RECORD_SEQ.fetch_add(1, Ordering::Relaxed);
-            let tmp = dir.join(format!("{TMP_PREFIX}{}", record_file_name(seq)));
-            let mut file = OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .mode(mode)
-                .custom_flags(libc::O_NOFOLLOW)
-                .open(&tmp)?;
-            file.lock_shared()?;
-            file.write_all(&json)?;
-            let path = dir.join(record_file_name(seq));
-            fs::rename(&tmp, &path)?;
-            Ok(FileRecord {
-                _file: file,
-                path,
-                pid,
-            })
-        }
-        Err(e) => Err(e),
-    }
-}
-
-fn is_unsupported(e: &io::Error) -> bool {
-    matches!(
-        e.raw_os_error(),
-        Some(libc::EOPNOTSUPP) | Some(libc::EISDIR) | Some(libc::EINVAL)
-    )
-}
-
-#[cfg(target_os = "linux")]
-fn open_anonymous(dir: &Path, mode: u32) -> io::Result<File> {
-    OpenOptions::new()
-        .read(true)
-        .write(true)
-        .mode(mode)
-        .custom_flags(libc::O_TMPFILE | libc::O_NOFOLLOW)
-        .open(dir)
-}
-
-#[cfg(not(target_os = "linux"))]
-fn open_anonymous(_dir: &Path, _mode: u32) -> io::Result<File> {
-    Err(io::Error::from_raw_os_error(libc::EOPNOTSUPP))
-}
-
-fn link_follow(from: &Path, to: &Path) -> io::Result<()> {
-    let from = std::ffi::CString::new(from.as_os_str().as_bytes())?;
-    let to = std::ffi::CString::new(to.as_os_str().as_bytes())?;
-    // SAFETY: both paths are valid NUL-terminated strings for the duration of the call.
-    let rc = unsafe {
-        libc::linkat(
-            libc::AT_FDCWD,
-            from.as_ptr(),
-            libc::AT_FDCWD,
-            to.as_ptr(),
-            libc::AT_SYMLINK_FOLLOW,
-        )
-    };
-    if rc == 0 {
-        Ok(())
-    } else {
-        let e = io::Error::last_os_error();
-        // ENOENT on the /proc path means no /proc: use the rename fallback instead.
-        if e.raw_os_error() == Some(libc::ENOENT) && !Path::new("/proc/self/fd").exists() {
-            Err(io::Error::from_raw_os_error(libc::EOPNOTSUPP))
-        } else {
-            Err(e)
-        }
-    }
-}
-
-struct Records {
-    live: Vec<LockInfo>,
-    stale: Vec<StaleRecord>,
-}
-
-/// Reads the records in a `.holders` directory. A record whose flock we can take has no
-/// living holder: it is counted stale and, with `remove`, deleted while we hold it.
-fn read_records(dir: &Path, remove: bool) -> io::Result<Records> {
-    let mut out = Records {
-        live: Vec::new(),
-        stale: Vec::new(),
-    };
-    let entries = match fs::read_dir(dir) {
-        Ok(e) => e,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(out),
-        Err(e) => return Err(e),
-    };
-    for entry in entries.flatten() {
-        let fname = entry.file_name();
-        let is_tmp = fname.as_bytes().starts_with(TMP_PREFIX.as_bytes());
-        let path = entry.path();
-        let file = match OpenOptions::new()
-            .read(true)
-            .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
-            .open(&path)
-        {
-            Ok(f) => f,
-            Err(_) => continue, // vanished (released) or not ours to read
-        };
-        if !file.metadata().map(|m| m.is_file()).unwrap_or(false) {
-            continue;
-        }
-        match file.try_lock() {
-            Ok(()) => {
-                let old_enough = !is_tmp
-                    || file
-                        .metadata()
-                        .and_then(|m| m.modified())
-                        .ok()
-                        .and_then(|t| t.elapsed().ok())
-                        .is_some_and(|age| age > TMP_GRACE);
-                if old_enough {
-                    let holder = read_to_vec(&file)
-                        .ok()
-                        .and_then(|b| LockInfo::from_json(&b));
-                    if remove {
-                        if fs::remove_file(&path).is_err() {
-                            continue;
-                        }
-                        tracing::warn!(record = %path.display(), "removed stale holder record (its holder is gone)");
-                    }
-                    out.stale.push(StaleRecord {
-                        location: path.display().to_string(),
-                        holder,
-                    });
-                }
-            }
-            Err(std::fs::TryLockError::WouldBlock) if !is_tmp => {
-                if let Ok(buf) = read_to_vec(&file)
-                    && let Some(info) = LockInfo::from_json(&buf)
-                {
-                    // Another reader probing the same dead record also blocks us:
-                    // a same-host record whose pid is gone is stale either way.
-                    let dead = info.hostname == info::this_host()
-                        && info.boot_id == info::this_boot()
-                        && !info::pid_alive(info.pid);
-                    if dead {
-                        out.stale.push(StaleRecord {
-                            location: path.display().to_string(),
-                            holder: Some(info),
-                        });
-                    } else {
-                        out.live.push(info);
-                    }
-                }
-            }
-            Err(_) => {}
-        }
-    }
-    Ok(out)
 }

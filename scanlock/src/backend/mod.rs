@@ -15,6 +15,7 @@ use crate::name::LockName;
 use crate::{LockError, LockStatus, LockType, StaleRecord};
 
 pub(crate) mod file;
+mod records;
 
 /// Where a manager keeps its locks, from a path or a URL.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -230,7 +231,8 @@ pub(crate) trait BackendLock: Send + fmt::Debug {
 
     /// The fencing token of this acquisition: for an exclusive one, a number greater
     /// than every token handed out before for the name; for a shared one, the current
-    /// token. Assigned when the lock is taken.
+    /// token. Only called while the lock is held; a back end may assign it lazily on the
+    /// first call (the file back end does), but must return the same value after that.
     fn fencing_token(&self) -> u64;
 
     /// Whether the lock is still held (a distributed back end can lose it with its
