@@ -419,3 +419,32 @@ fn a_process_reuses_one_record_per_name_and_hides_it_between_holds() {
     drop(a);
     assert_eq!(records(), 1);
 }
+
+#[test]
+fn managers_on_the_same_root_share_lock_state() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = ScanLockManager::new(dir.path()).unwrap();
+    let b = ScanLockManager::builder(dir.path().join("."))
+        .default_timeout(Duration::from_millis(50))
+        .build()
+        .unwrap();
+    let _x = a
+        .acquire_lock("scan001", LockType::Exclusive, "a", None)
+        .unwrap();
+    // The same thread through another manager re-enters instead of deadlocking...
+    let _again = b
+        .try_acquire_lock("scan001", LockType::Exclusive, "b")
+        .unwrap();
+    // ...while other threads are still excluded, and b keeps its own default timeout.
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            let e = b
+                .acquire_lock("scan001", LockType::Shared, "c", None)
+                .unwrap_err();
+            let LockError::Timeout { waited, .. } = e else {
+                panic!("{e:?}")
+            };
+            assert!(waited < Duration::from_secs(5), "{waited:?}");
+        });
+    });
+}

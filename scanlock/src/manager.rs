@@ -4,7 +4,7 @@ use std::collections::HashMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, LazyLock, Mutex, MutexGuard, PoisonError, Weak};
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
@@ -120,10 +120,52 @@ pub(crate) struct Inner {
     target: Target,
     root: PathBuf,
     lock_dir: PathBuf,
-    backend: Box<dyn Backend>,
     default_timeout: Duration,
     metadata: bool,
+    shared: Arc<Shared>,
+}
+
+/// What every manager of one lock store in this process shares: the back end (with its
+/// open handles) and the registry of names. Two managers built for the same root are
+/// then one lock manager with two sets of defaults: a thread holding a lock through one
+/// re-enters it through the other instead of deadlocking against itself.
+struct Shared {
+    backend: Box<dyn Backend>,
     registry: Mutex<Registry>,
+}
+
+/// Live `Shared` per lock store (canonical lock directory, or URL).
+static SHARED: LazyLock<Mutex<HashMap<String, Weak<Shared>>>> = LazyLock::new(Default::default);
+
+fn shared_for(target: &Target, file_mode: u32) -> Result<(PathBuf, Arc<Shared>), LockError> {
+    let (key, lock_dir) = match target {
+        Target::File(root) => {
+            let dir = root.join(crate::backend::file::LOCK_DIR);
+            std::fs::create_dir_all(&dir)
+                .map_err(|e| LockError::io(".locks", "create", &dir, e))?;
+            let key = std::fs::canonicalize(&dir).unwrap_or_else(|_| dir.clone());
+            (key.display().to_string(), dir)
+        }
+        Target::Postgres(url) => (url.clone(), PathBuf::new()),
+    };
+    let mut all = SHARED.lock().unwrap_or_else(PoisonError::into_inner);
+    if let Some(shared) = all.get(&key).and_then(Weak::upgrade) {
+        return Ok((lock_dir, shared));
+    }
+    let backend: Box<dyn Backend> = match target {
+        Target::File(root) => Box::new(FileBackend::open(root, file_mode)?),
+        Target::Postgres(url) => open_postgres(url)?,
+    };
+    let shared = Arc::new(Shared {
+        backend,
+        registry: Mutex::new(Registry {
+            pid: crate::info::current_pid(),
+            entries: HashMap::new(),
+        }),
+    });
+    all.retain(|_, w| w.strong_count() > 0);
+    all.insert(key, Arc::downgrade(&shared));
+    Ok((lock_dir, shared))
 }
 
 struct Registry {
@@ -191,26 +233,23 @@ impl ScanLockManagerBuilder {
     }
 
     /// Creates `<root>/.locks` if needed and, unless disabled, removes stale records.
+    ///
+    /// Managers built for the same root in one process share their lock state (see the
+    /// crate docs); the first one's `file_mode` applies to files they create.
     pub fn build(self) -> Result<ScanLockManager, LockError> {
-        let (root, lock_dir, backend): (PathBuf, PathBuf, Box<dyn Backend>) = match &self.target {
-            Target::File(root) => {
-                let backend = FileBackend::open(root, self.file_mode)?;
-                (root.clone(), backend.dir().to_path_buf(), Box::new(backend))
-            }
-            Target::Postgres(url) => (PathBuf::new(), PathBuf::new(), open_postgres(url)?),
+        let (lock_dir, shared) = shared_for(&self.target, self.file_mode)?;
+        let root = match &self.target {
+            Target::File(root) => root.clone(),
+            Target::Postgres(_) => PathBuf::new(),
         };
         let m = ScanLockManager {
             inner: Arc::new(Inner {
                 target: self.target,
                 root,
                 lock_dir,
-                backend,
                 default_timeout: self.default_timeout,
                 metadata: self.metadata,
-                registry: Mutex::new(Registry {
-                    pid: crate::info::current_pid(),
-                    entries: HashMap::new(),
-                }),
+                shared,
             }),
         };
         if self.cleanup_on_start {
@@ -382,7 +421,13 @@ impl ScanLockManager {
             LockInfo::for_current_thread(name, user, lock_type, matches!(key, HolderKey::Task(_)))
         });
         tracing::debug!(lock = name, ?lock_type, user, "acquiring");
-        let result = entry.acquire(&*self.inner.backend, lock_type, key, &wait, info.as_ref());
+        let result = entry.acquire(
+            &*self.inner.shared.backend,
+            lock_type,
+            key,
+            &wait,
+            info.as_ref(),
+        );
         let waited = wait.started.elapsed();
         match result {
             Ok(how) => {
@@ -420,6 +465,7 @@ impl ScanLockManager {
     fn with_holder(&self, name: &LockName, err: LockError) -> LockError {
         let find = || {
             self.inner
+                .shared
                 .backend
                 .status(name)
                 .ok()
@@ -454,6 +500,7 @@ impl ScanLockManager {
     fn registry(&self) -> MutexGuard<'_, Registry> {
         let mut r = self
             .inner
+            .shared
             .registry
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
@@ -494,7 +541,7 @@ impl ScanLockManager {
     /// only; never takes or changes a lock, never creates a file.
     pub fn get_lock_status(&self, name: &str) -> Result<LockStatus, LockError> {
         let lname = LockName::new(name)?;
-        let mut status = self.inner.backend.status(&lname)?;
+        let mut status = self.inner.shared.backend.status(&lname)?;
         // Writers of this process may wait above the back end, in the in-process layer.
         let local = self.registry().entries.get(name).cloned();
         let pid = crate::info::current_pid();
@@ -517,7 +564,7 @@ impl ScanLockManager {
     /// # Ok::<(), scanlock::LockError>(())
     /// ```
     pub fn cleanup_stale_locks(&self) -> Result<CleanupReport, LockError> {
-        let removed = self.inner.backend.stale(true)?;
+        let removed = self.inner.shared.backend.stale(true)?;
         if removed.is_empty() {
             tracing::debug!(dir = %self.inner.lock_dir.display(), "no stale holder records");
         } else {
@@ -529,13 +576,13 @@ impl ScanLockManager {
     /// The stale records [`cleanup_stale_locks`](Self::cleanup_stale_locks) would remove,
     /// without removing them.
     pub fn find_stale_records(&self) -> Result<Vec<StaleRecord>, LockError> {
-        self.inner.backend.stale(false)
+        self.inner.shared.backend.stale(false)
     }
 
     /// Every lock name with state under the root, sorted (held or not; a name too long
     /// for a file name is listed only while a holder's record names it).
     pub fn lock_names(&self) -> Result<Vec<String>, LockError> {
-        let mut names = self.inner.backend.names()?;
+        let mut names = self.inner.shared.backend.names()?;
         names.sort();
         names.dedup();
         Ok(names)

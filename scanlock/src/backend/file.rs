@@ -80,11 +80,6 @@ impl FileBackend {
         })
     }
 
-    /// The lock directory.
-    pub(crate) fn dir(&self) -> &Path {
-        &self.dir
-    }
-
     fn path(&self, name: &LockName, suffix: &str) -> PathBuf {
         let mut s = String::with_capacity(name.stem().len() + suffix.len());
         s.push_str(name.stem());
