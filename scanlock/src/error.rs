@@ -110,6 +110,13 @@ impl LockError {
                 "; check that this user may write the lock directory"
             }
             io::ErrorKind::NotFound => "; does the lock root still exist?",
+            _ if matches!(err.raw_os_error(), Some(libc::EMFILE) | Some(libc::ENFILE)) => {
+                "; too many open files: raise the limit (ulimit -n) or hold fewer locks at once"
+            }
+            _ if err.raw_os_error() == Some(libc::EROFS) => {
+                "; the lock directory is on a read-only file system"
+            }
+            _ if err.raw_os_error() == Some(libc::ENOSPC) => "; the file system is full",
             _ => "",
         };
         LockError::Io(io::Error::new(

@@ -97,12 +97,18 @@ impl FileBackend {
             .open(path);
         match rw {
             Ok(f) => Ok(f),
-            // Another user's lock file: a read-only descriptor can still be flocked.
-            Err(e) if e.kind() == io::ErrorKind::PermissionDenied => OpenOptions::new()
-                .read(true)
-                .custom_flags(libc::O_NOFOLLOW)
-                .open(path)
-                .map_err(|e| LockError::io(name.as_str(), "open", path, e)),
+            // Another user's lock file, or a read-only file system: a read-only
+            // descriptor can still be flocked (if the file exists).
+            Err(e)
+                if e.kind() == io::ErrorKind::PermissionDenied
+                    || e.raw_os_error() == Some(libc::EROFS) =>
+            {
+                OpenOptions::new()
+                    .read(true)
+                    .custom_flags(libc::O_NOFOLLOW)
+                    .open(path)
+                    .map_err(|e| LockError::io(name.as_str(), "open", path, e))
+            }
             Err(e) => Err(LockError::io(name.as_str(), "open", path, e)),
         }
     }
