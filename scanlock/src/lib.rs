@@ -85,7 +85,7 @@ pub use manager::{
     CleanupReport, DEFAULT_TIMEOUT, LockStatus, ScanLockManager, ScanLockManagerBuilder,
     StaleRecord, Wait,
 };
-// TEMP-MACROS pub use scanlock_macros::{read_locked, synchronized, write_locked};
+pub use scanlock_macros::{read_locked, synchronized, write_locked};
 
 use serde::{Deserialize, Serialize};
 

@@ -1,0 +1,6 @@
+#[scanlock::write_locked(blocking = false)]
+fn write() -> std::io::Result<()> {
+    Ok(())
+}
+
+fn main() {}

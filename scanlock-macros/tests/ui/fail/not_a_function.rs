@@ -1,0 +1,4 @@
+#[scanlock::synchronized("x")]
+struct Scan;
+
+fn main() {}

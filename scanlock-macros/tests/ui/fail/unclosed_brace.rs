@@ -1,0 +1,7 @@
+#[scanlock::synchronized("{f_name}-{scan_id")]
+fn process(scan_id: &str) -> std::io::Result<()> {
+    let _ = scan_id;
+    Ok(())
+}
+
+fn main() {}
