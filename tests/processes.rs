@@ -238,76 +238,8 @@ fn writer_is_not_starved_by_reader_processes() {
     }
 }
 
-/// A forked child that drops an inherited guard must not release the parent's lock.
-#[test]
-fn forked_child_never_releases_the_parents_lock() {
-    match role().as_deref() {
-        Some("fork-parent") => return fork_parent(),
-        Some("probe") => {
-            let m = ScanLockManager::new(root_from_env()).unwrap();
-            let r = m.try_acquire_lock("scan001", LockType::Exclusive, "probe");
-            std::process::exit(if matches!(r, Err(LockError::WouldBlock { .. })) {
-                0
-            } else {
-                1
-            });
-        }
-        Some(_) => return,
-        None => {}
-    }
-    let dir = tempfile::tempdir().unwrap();
-    // fork() from a single-threaded process only: the role runs in a fresh child.
-    let mut p = spawn_self(
-        "forked_child_never_releases_the_parents_lock",
-        "fork-parent",
-        &env(dir.path()),
-    );
-    assert!(wait_deadline(&mut p, LONG, "fork parent").success());
-}
-
-fn fork_parent() {
-    let root = root_from_env();
-    let m = ScanLockManager::new(&root).unwrap();
-    let g = m
-        .acquire_lock("scan001", LockType::Exclusive, "parent", None)
-        .unwrap();
-    // SAFETY: this process is single-threaded here (the harness runs one test with
-    // --test-threads=1 and the test body runs on that thread); the child only drops
-    // values, tries a lock and exits.
-    let pid = unsafe { libc::fork() };
-    assert!(pid >= 0, "fork failed");
-    if pid == 0 {
-        let again = m.try_acquire_lock("scan001", LockType::Exclusive, "child");
-        let code = if matches!(again, Err(LockError::WouldBlock { .. })) {
-            0
-        } else {
-            3
-        };
-        drop(again);
-        drop(g);
-        drop(m);
-        // SAFETY: leaving the child without running the parent's atexit handlers.
-        unsafe { libc::_exit(code) };
-    }
-    let mut status = 0;
-    // SAFETY: waiting for our own child.
-    unsafe { libc::waitpid(pid, &mut status, 0) };
-    assert!(
-        libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
-        "child saw the lock free: {status}"
-    );
-    // The lock must still be held: a third process cannot get it.
-    let mut probe = spawn_self(
-        "forked_child_never_releases_the_parents_lock",
-        "probe",
-        &env(&root),
-    );
-    assert!(
-        wait_deadline(&mut probe, LONG, "probe").success(),
-        "the child's drop released the parent's lock"
-    );
-    drop(g);
-}
+// A forked child that drops an inherited guard never releases the parent's lock: pinned
+// for both back ends by `a_forked_child_never_releases_the_parents_lock` in semantics.rs.
 
 /// Status sees holders in other processes, matches names exactly and changes nothing.
 #[test]

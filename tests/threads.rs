@@ -448,3 +448,47 @@ fn managers_on_the_same_root_share_lock_state() {
         });
     });
 }
+
+/// `/proc/locks` is generated as it is read; read in pieces while other locks come and
+/// go, it can skip entries. Status must never call a held lock free.
+#[test]
+fn status_never_reports_a_held_lock_free_while_other_locks_churn() {
+    let (_d, m) = manager();
+    // Enough held locks that the kernel's table spans many pages...
+    let _many: Vec<_> = (0..300)
+        .map(|i| {
+            m.acquire_lock(&format!("bulk{i}"), LockType::Shared, "bulk", None)
+                .unwrap()
+        })
+        .collect();
+    let held = m
+        .acquire_lock("target", LockType::Exclusive, "holder", None)
+        .unwrap();
+    let stop = AtomicBool::new(false);
+    std::thread::scope(|s| {
+        // ...and changes all the time.
+        for t in 0..2 {
+            let (m, stop) = (&m, &stop);
+            s.spawn(move || {
+                let mut i = 0u64;
+                while !stop.load(Ordering::Relaxed) {
+                    let _g = m
+                        .acquire_lock(
+                            &format!("churn{t}-{}", i % 50),
+                            LockType::Exclusive,
+                            "c",
+                            None,
+                        )
+                        .unwrap();
+                    i += 1;
+                }
+            });
+        }
+        for _ in 0..150 {
+            let st = m.get_lock_status("target").unwrap();
+            assert_eq!(st.lock_type, Some(LockType::Exclusive), "{st:?}");
+        }
+        stop.store(true, Ordering::Relaxed);
+    });
+    drop(held);
+}

@@ -207,6 +207,79 @@ mod tests {
         assert_eq!(name_for_stem(".hidden"), None);
     }
 
+    mod props {
+        use super::super::*;
+        use proptest::prelude::*;
+        use std::collections::HashMap;
+        use std::path::{Component, Path};
+
+        fn valid(name: &str) -> bool {
+            !name.is_empty() && !name.contains('\0')
+        }
+
+        /// Stems built from the characters the encodings use, so that collisions
+        /// between the plain, percent and hashed forms would be found if they existed.
+        fn tricky() -> impl Strategy<Value = String> {
+            // Regexes compiled once (a `&str` strategy recompiles on every value).
+            let re = |r: &str| proptest::string::string_regex(r).unwrap();
+            prop_oneof![
+                re("[a%#./2F5é ]{1,6}"),
+                re("%[0-9A-F]{2}[a-z%]{0,4}"),
+                // Around the length where plain and percent stems give way to hashes;
+                // a long run of one byte plus a random tail keeps generation cheap.
+                (180usize..215, re("[x%/]{0,6}"), prop::bool::ANY).prop_map(|(n, tail, slash)| {
+                    let fill = if slash { "/" } else { "x" };
+                    format!(
+                        "{}{tail}",
+                        fill.repeat(n.saturating_sub(tail.len()) / fill.len())
+                    )
+                }),
+            ]
+        }
+
+        proptest! {
+            // Enough cases to cover every stem kind many times over, few enough for the
+            // default `cargo test` run (debug builds of proptest are slow).
+            #![proptest_config(ProptestConfig::with_cases(500))]
+
+            #[test]
+            fn every_name_maps_to_one_safe_file_inside_the_directory(name in any::<String>()) {
+                prop_assume!(valid(&name));
+                let stem = LockName::new(&name).unwrap().stem().to_owned();
+                prop_assert!(!stem.is_empty());
+                prop_assert!(!stem.starts_with('.'), "{:?} -> {:?}", name, stem);
+                prop_assert!(!stem.contains('/') && !stem.contains('\0'));
+                prop_assert!(stem.len() <= MAX_STEM.max(65));
+                // The longest suffix still fits NAME_MAX (255 bytes).
+                prop_assert!(stem.len() + ".holders".len() <= 255);
+                for suffix in [".lock", ".gate", ".holders", ".info"] {
+                    let p = Path::new("/r/.locks").join(format!("{stem}{suffix}"));
+                    prop_assert_eq!(p.parent(), Some(Path::new("/r/.locks")));
+                    prop_assert!(p.components().all(|c| matches!(c, Component::RootDir | Component::Normal(_))));
+                }
+                if !stem.starts_with('#') {
+                    prop_assert_eq!(name_for_stem(&stem), Some(name.clone()));
+                }
+            }
+
+            #[test]
+            fn the_mapping_is_injective(names in prop::collection::vec(tricky(), 1..32)) {
+                let mut seen: HashMap<String, &String> = HashMap::new();
+                for n in &names {
+                    if let Some(prev) = seen.insert(stem_for(n), n) {
+                        prop_assert_eq!(prev, n, "two names share a file");
+                    }
+                }
+            }
+
+            #[test]
+            fn distinct_arbitrary_names_never_share_a_file(a in any::<String>(), b in any::<String>()) {
+                prop_assume!(valid(&a) && valid(&b) && a != b);
+                prop_assert_ne!(stem_for(&a), stem_for(&b));
+            }
+        }
+    }
+
     #[test]
     fn invalid_names() {
         assert!(matches!(

@@ -7,6 +7,10 @@
 //! | `S.lock` | the lock itself: `flock` shared or exclusive. Never deleted or replaced by scanlock, never written: plantdb truncates it and `flock(1)` locks it too. |
 //! | `S.gate` | writer preference across processes: a writer holds it exclusively while it waits for `S.lock`; readers pass through it (shared, released at once) before they take `S.lock`, so they queue behind a waiting writer. |
 //! | `S.holders/` | one JSON record per holder, each kept `flock`ed shared by its holder: a record whose flock can be taken belongs to a holder that is gone. |
+//! | `S.info` | plantdb's, for plain names only: read after every lock (see [`super::plantdb`]), never written; deleted only when its process is gone, under the lock. |
+//!
+//! `S.gate` (with the fencing token) and `S.holders/` do not end in `.lock`: plantdb
+//! truncates and deletes `*.lock` files, and nothing scanlock needs is kept in one.
 //!
 //! Why not delete lock files on release (plantdb does): a waiter may already have the
 //! old file open, lock it after the unlink and believe it holds the lock while a newcomer
@@ -21,9 +25,11 @@ use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, OnceLock, PoisonError};
-use std::time::{Duration, SystemTime};
+use std::time::SystemTime;
 
-use super::records::{RecordSlot, read_records, read_to_vec};
+use super::plantdb::{self, DirVersion, Probe};
+pub(crate) use super::records::decode as decode_record;
+use super::records::{RecordSlot, read_records};
 use super::{Backend, BackendLock, HolderRecord, WaitCtx};
 use crate::info::{self, LockInfo, PlantdbInfo};
 use crate::name::LockName;
@@ -34,12 +40,9 @@ pub(crate) const LOCK_DIR: &str = ".locks";
 const LOCK_SUFFIX: &str = ".lock";
 const GATE_SUFFIX: &str = ".gate";
 const HOLDERS_SUFFIX: &str = ".holders";
-/// plantdb's holder record (read, never written or deleted by scanlock).
+/// plantdb's holder record (read; never written; deleted only when its process is gone,
+/// under the lock it describes: see [`super::plantdb`]).
 const INFO_SUFFIX: &str = ".info";
-/// How long one plantdb `.info` may keep naming a live holder of a lock we hold before
-/// we conclude its pid was reused by an unrelated process (plantdb's release takes
-/// microseconds between unlocking and removing `.info`).
-const PLANTDB_RELEASE_GRACE: Duration = Duration::from_secs(2);
 /// Attempts a one-shot acquisition makes when it finds its file replaced under it.
 const TRY_RELINK_ATTEMPTS: usize = 8;
 
@@ -51,14 +54,35 @@ const CACHE_NAMES: usize = 64;
 pub(crate) struct FileBackend {
     dir: PathBuf,
     file_mode: u32,
+    dir_mode: u32,
     cache: Arc<HandleCache>,
+    plantdb: plantdb::Watch,
+    /// The lock directory, open: its version tells cheaply that no plantdb `.info`
+    /// appeared since the last look (see [`Handles::info_absent_at`]).
+    dir_fd: Option<File>,
+}
+
+/// Creates `<root>` (as `create_dir_all` does) and `<root>/.locks` with `dir_mode` (before
+/// the umask), if they are missing; returns the lock directory's path.
+pub(crate) fn create_lock_dir(root: &Path, dir_mode: u32) -> Result<PathBuf, LockError> {
+    use std::os::unix::fs::DirBuilderExt;
+    let dir = root.join(LOCK_DIR);
+    fs::create_dir_all(root).map_err(|e| LockError::io(".locks", "create", root, e))?;
+    match fs::DirBuilder::new().mode(dir_mode).create(&dir) {
+        Ok(()) => Ok(dir),
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Ok(dir),
+        Err(e) => Err(LockError::io(".locks", "create", &dir, e)),
+    }
 }
 
 impl FileBackend {
     /// Opens (creating if needed) `<root>/.locks`.
-    pub(crate) fn open(root: &Path, file_mode: u32) -> Result<FileBackend, LockError> {
-        let dir = root.join(LOCK_DIR);
-        fs::create_dir_all(&dir).map_err(|e| LockError::io(".locks", "create", &dir, e))?;
+    pub(crate) fn open(
+        root: &Path,
+        file_mode: u32,
+        dir_mode: u32,
+    ) -> Result<FileBackend, LockError> {
+        let dir = create_lock_dir(root, dir_mode)?;
         let meta =
             fs::symlink_metadata(&dir).map_err(|e| LockError::io(".locks", "inspect", &dir, e))?;
         if !meta.is_dir() {
@@ -73,10 +97,18 @@ impl FileBackend {
             ));
         }
         raise_fd_limit();
+        let dir_fd = OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_DIRECTORY | libc::O_NOFOLLOW)
+            .open(&dir)
+            .ok();
         Ok(FileBackend {
             dir,
             file_mode,
+            dir_mode,
             cache: Arc::default(),
+            plantdb: plantdb::Watch::default(),
+            dir_fd,
         })
     }
 
@@ -87,14 +119,90 @@ impl FileBackend {
         self.dir.join(s)
     }
 
+    /// The plantdb `.info` at `path`, read after locking; `None` when there is none. With
+    /// no plantdb around this costs one `fstat` of the open lock directory: a version of
+    /// the directory at which `path` was absent is kept in the name's handles.
+    fn read_info(&self, h: &mut Handles, path: &Path) -> Option<plantdb::InfoFile> {
+        let version = self.dir_fd.as_ref().and_then(plantdb::dir_version);
+        if version.is_some() && version == h.info_absent_at {
+            return None;
+        }
+        // The version is read before the probe: an `.info` created after it changes it.
+        match plantdb::probe(path) {
+            Probe::Absent => {
+                h.info_absent_at = version.filter(plantdb::settled);
+                None
+            }
+            Probe::File(f) => {
+                h.info_absent_at = None;
+                Some(f)
+            }
+            Probe::Other => {
+                h.info_absent_at = None;
+                None
+            }
+        }
+    }
+
+    /// The plantdb `.info` of `name` as a stale record, if it names a process that is gone
+    /// or is not plantdb's format; with `remove`, deleted first, and only then reported.
+    ///
+    /// Deleted only while this process holds the name's lock exclusively, on the file at
+    /// the path, and finds the same `.info` there: plantdb writes `.info` only once it
+    /// holds that lock, so no live holder's `.info` can be deleted. The lock is tried,
+    /// never waited for (a held lock keeps its `.info`).
+    fn stale_info(&self, name: &LockName, remove: bool) -> Option<StaleRecord> {
+        let path = self.path(name, INFO_SUFFIX);
+        let Probe::File(info) = plantdb::probe(&path) else {
+            return None;
+        };
+        if !info.abandoned() {
+            return None;
+        }
+        let record = StaleRecord {
+            location: path.display().to_string(),
+            holder: (info.parsed.as_ref())
+                .map(|p| foreign_holder(name, p.pid, p.lock_type, Some(p))),
+        };
+        if !remove {
+            return Some(record);
+        }
+        let lock_path = self.path(name, LOCK_SUFFIX);
+        let file = self.open_lock_file(name, &lock_path).ok()?;
+        file.try_lock().ok()?;
+        if !still_at_path(&file, &lock_path).unwrap_or(false) {
+            return None;
+        }
+        match plantdb::probe(&path) {
+            Probe::File(again) if again.id == info.id => {}
+            _ => return None,
+        }
+        fs::remove_file(&path).ok()?;
+        tracing::warn!(info = %path.display(), "removed a stale plantdb .info (its process is gone)");
+        Some(record)
+    }
+
     fn open_lock_file(&self, name: &LockName, path: &Path) -> Result<File, LockError> {
-        let rw = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .mode(self.file_mode)
-            .custom_flags(libc::O_NOFOLLOW)
-            .open(path);
+        let open_rw = || {
+            OpenOptions::new()
+                .read(true)
+                .write(true)
+                .create(true)
+                .mode(self.file_mode)
+                .custom_flags(libc::O_NOFOLLOW)
+                .open(path)
+        };
+        let rw = match open_rw() {
+            // Out of descriptors: idle names' cached handles must not make a new name
+            // fail while nothing is held, so close them and try once more.
+            Err(e)
+                if matches!(e.raw_os_error(), Some(libc::EMFILE | libc::ENFILE))
+                    && self.cache.close_idle() > 0 =>
+            {
+                open_rw()
+            }
+            other => other,
+        };
         match rw {
             Ok(f) => Ok(f),
             // Another user's lock file, or a read-only file system: a read-only
@@ -107,7 +215,16 @@ impl FileBackend {
                     .read(true)
                     .custom_flags(libc::O_NOFOLLOW)
                     .open(path)
-                    .map_err(|e| LockError::io(name.as_str(), "open", path, e))
+                    .map_err(|ro| {
+                        // A missing file that cannot be created: the first error says
+                        // why (read-only, permission), the fallback's ENOENT does not.
+                        let why = if ro.kind() == io::ErrorKind::NotFound {
+                            e
+                        } else {
+                            ro
+                        };
+                        LockError::io(name.as_str(), "open", path, why)
+                    })
             }
             Err(e) => Err(LockError::io(name.as_str(), "open", path, e)),
         }
@@ -201,13 +318,13 @@ impl Backend for FileBackend {
         let info_path = name.is_plain().then(|| self.path(name, INFO_SUFFIX));
         let mut relinks = 0;
         let mut pause = WaitCtx::first_pause();
-        let mut plantdb = PlantdbWatch::default();
         let mut h = match self.cache.take(name.stem()) {
             Some(h) => h,
             None => Handles {
                 gate: self.open_lock_file(name, &gate_path)?,
                 main: self.open_lock_file(name, &lock_path)?,
                 slot: None,
+                info_absent_at: None,
             },
         };
         let give_up = |h: Handles| {
@@ -225,18 +342,13 @@ impl Backend for FileBackend {
                 return give_up(h);
             }
             // plantdb releases by unlock, unlink `.lock`, unlink `.info`: an `.info` naming
-            // a live conflicting holder means we locked a file it is about to unlink. This
-            // check must come before the identity check: once its `.info` is gone, its
+            // a live conflicting holder means we may have locked a file it is about to
+            // unlink. Read it before the identity check: once its `.info` is gone, its
             // `.lock` is gone too, and the identity check sees that.
-            if let Some(info_path) = &info_path
-                && plantdb.releasing(info_path, mode)
-            {
-                let _ = (h.main.unlock(), h.gate.unlock());
-                if !wait.pause(&mut pause) {
-                    return give_up(h);
-                }
-                continue;
-            }
+            let info = match &info_path {
+                Some(p) => self.read_info(&mut h, p),
+                None => None,
+            };
             if !still_at_path(&h.main, &lock_path).map_err(|e| io_err("inspect", &lock_path, e))? {
                 tracing::debug!(
                     lock = name.as_str(),
@@ -246,6 +358,16 @@ impl Backend for FileBackend {
                 h.main = self.open_lock_file(name, &lock_path)?;
                 relinks += 1;
                 if wait.deadline == super::Deadline::Try && relinks >= TRY_RELINK_ATTEMPTS {
+                    return give_up(h);
+                }
+                continue;
+            }
+            if let (Some(info_path), Some(info)) = (&info_path, &info)
+                && let Some(holder) = info.conflicting(mode)
+                && self.plantdb.keeps_out(info_path, &lock_path, info, holder)
+            {
+                let _ = (h.main.unlock(), h.gate.unlock());
+                if !wait.pause(&mut pause) {
                     return give_up(h);
                 }
                 continue;
@@ -264,6 +386,7 @@ impl Backend for FileBackend {
                 lock_path,
                 holders_dir: self.path(name, HOLDERS_SUFFIX),
                 file_mode: self.file_mode,
+                dir_mode: self.dir_mode,
                 pid: crate::info::current_pid(),
             }));
         }
@@ -275,36 +398,57 @@ impl Backend for FileBackend {
             LockError::io(name.as_str(), "read", &self.path(name, HOLDERS_SUFFIX), e)
         })?;
         let mut holders = records.live;
-        let kernel = kernel_holders(&lock_path);
+        let proc_locks = read_proc_locks();
+        let kernel = proc_locks.as_deref().map(|t| kernel_holders(t, &lock_path));
+        // Records and the kernel table are read at different moments (a holder's record
+        // appears just after its lock, and goes just before it): a lock is held if
+        // either says so.
+        let recorded = strongest(holders.iter().map(|h| h.lock_type));
+        // plantdb's `.info` names a holder while its process holds the lock; otherwise it
+        // is stale (left by a plantdb that died, or one finishing its release).
+        let info = match name
+            .is_plain()
+            .then(|| plantdb::probe(&self.path(name, INFO_SUFFIX)))
+        {
+            Some(Probe::File(f)) => Some(f),
+            _ => None,
+        };
+        let plantdb = info.as_ref().and_then(|f| f.parsed.as_ref());
+        let mut stale_info = info.is_some();
         let lock_type = match &kernel {
             Some(k) => {
                 // Holders that keep no scanlock record (flock(1), plantdb): show what
                 // the kernel knows about them.
-                let plantdb = if name.is_plain()
-                    && k.iter()
-                        .any(|(pid, _)| !holders.iter().any(|h| h.pid == *pid))
-                {
-                    read_small(&self.path(name, INFO_SUFFIX))
-                        .ok()
-                        .and_then(|(_, b)| PlantdbInfo::parse(&b))
-                } else {
-                    None
-                };
                 for (pid, mode) in k {
+                    if plantdb.is_some_and(|p| p.pid == *pid) {
+                        stale_info = false;
+                    }
                     if !holders
                         .iter()
                         .any(|h| h.pid == *pid && h.hostname == info::this_host())
                     {
-                        holders.push(foreign_holder(name, *pid, *mode, plantdb.as_ref()));
+                        holders.push(foreign_holder(name, *pid, *mode, plantdb));
                     }
                 }
-                strongest(k.iter().map(|(_, m)| *m))
+                strongest(k.iter().map(|(_, m)| *m).chain(recorded))
             }
-            None => strongest(holders.iter().map(|h| h.lock_type)),
+            None => match plantdb.filter(|p| info::pid_alive(p.pid)) {
+                // Without the kernel's table, an `.info` of a live process is believed.
+                Some(p) => {
+                    stale_info = false;
+                    if !holders.iter().any(|h| h.pid == p.pid) {
+                        holders.push(foreign_holder(name, p.pid, p.lock_type, Some(p)));
+                    }
+                    strongest(holders.iter().map(|h| h.lock_type))
+                }
+                None => recorded,
+            },
         };
         // A writer waits while holding the gate exclusively (and lets go once it holds
         // the lock), so exclusive gate holders are exactly the waiting writers.
-        let waiting_writers = kernel_holders(&self.path(name, GATE_SUFFIX))
+        let waiting_writers = proc_locks
+            .as_deref()
+            .map(|t| kernel_holders(t, &self.path(name, GATE_SUFFIX)))
             .unwrap_or_default()
             .into_iter()
             .filter(|(_, m)| *m == LockType::Exclusive)
@@ -314,7 +458,7 @@ impl Backend for FileBackend {
             name: name.as_str().to_owned(),
             lock_type,
             holders,
-            stale_records: records.stale.len(),
+            stale_records: records.stale.len() + usize::from(stale_info),
             waiting_writers,
         })
     }
@@ -327,6 +471,14 @@ impl Backend for FileBackend {
         let mut found = Vec::new();
         for entry in entries.flatten() {
             let fname = entry.file_name();
+            if let Some(stem) = fname.to_str().and_then(|f| f.strip_suffix(INFO_SUFFIX))
+                && let Some(name) = crate::name::name_for_stem(stem)
+                && let Ok(name) = LockName::new(&name)
+                && name.is_plain()
+            {
+                found.extend(self.stale_info(&name, remove));
+                continue;
+            }
             if !fname.as_bytes().ends_with(HOLDERS_SUFFIX.as_bytes()) {
                 continue;
             }
@@ -334,6 +486,11 @@ impl Backend for FileBackend {
             match read_records(&path, remove) {
                 Ok(r) => found.extend(r.stale),
                 Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                // A symlink or file planted where a holders directory belongs: skip it
+                // (never follow it) rather than fail every manager's start-up.
+                Err(e) if e.kind() == io::ErrorKind::InvalidInput => {
+                    tracing::warn!(path = %path.display(), "skipping a holders entry that is not a directory (symlinks are never followed)");
+                }
                 Err(e) => return Err(LockError::io(".locks", "clean", &path, e)),
             }
         }
@@ -365,53 +522,6 @@ impl Backend for FileBackend {
     }
 }
 
-/// Tracks a plantdb `.info` seen while we hold the lock it describes.
-#[derive(Default)]
-struct PlantdbWatch {
-    seen: Option<(u64, std::time::Instant)>,
-}
-
-impl PlantdbWatch {
-    /// True when `info_path` names another live process holding in a mode that conflicts
-    /// with `mode`, i.e. a plantdb holder still releasing.
-    fn releasing(&mut self, info_path: &Path, mode: LockType) -> bool {
-        let Ok(bytes) = read_small(info_path) else {
-            return false;
-        };
-        let Some(info) = PlantdbInfo::parse(&bytes.1) else {
-            return false;
-        };
-        let conflicts = mode == LockType::Exclusive || info.lock_type == LockType::Exclusive;
-        if !conflicts || info.pid == crate::info::current_pid() || !info::pid_alive(info.pid) {
-            return false;
-        }
-        let now = std::time::Instant::now();
-        match self.seen {
-            Some((ino, since)) if ino == bytes.0 => {
-                if now.duration_since(since) > PLANTDB_RELEASE_GRACE {
-                    tracing::warn!(info = %info_path.display(), pid = info.pid, "ignoring a plantdb .info whose holder does not hold the lock (pid reused?)");
-                    return false;
-                }
-            }
-            _ => self.seen = Some((bytes.0, now)),
-        }
-        true
-    }
-}
-
-/// Reads a small file without following symlinks: `(inode, bytes)`.
-fn read_small(path: &Path) -> io::Result<(u64, Vec<u8>)> {
-    let file = OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
-        .open(path)?;
-    let meta = file.metadata()?;
-    if !meta.is_file() {
-        return Err(io::Error::from(io::ErrorKind::InvalidInput));
-    }
-    Ok((meta.ino(), read_to_vec(&file)?))
-}
-
 fn strongest(modes: impl Iterator<Item = LockType>) -> Option<LockType> {
     modes.max_by_key(|m| *m == LockType::Exclusive)
 }
@@ -437,14 +547,38 @@ fn foreign_holder(
     h
 }
 
-/// What the kernel says about flock holders of `path`: `(pid, mode)` per lock, or `None`
-/// where `/proc/locks` is not available. Read-only, unlike probing with a lock attempt.
-fn kernel_holders(path: &Path) -> Option<Vec<(u32, LockType)>> {
+/// The kernel's table of file locks, or `None` where `/proc/locks` is not available.
+///
+/// Read in one `read()` call where it fits: the file is generated as it is read, and a
+/// table that changes between two reads can lose entries at the boundary (seen under
+/// load as a held lock reported free).
+pub(crate) fn read_proc_locks() -> Option<String> {
+    use std::io::Read;
+    let mut f = File::open("/proc/locks").ok()?;
+    let mut buf = vec![0u8; 1 << 20];
+    let mut len = 0;
+    loop {
+        match f.read(&mut buf[len..]) {
+            Ok(0) => break,
+            Ok(n) => len += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(_) => return None,
+        }
+        if len == buf.len() {
+            buf.resize(buf.len() * 2, 0);
+        }
+    }
+    buf.truncate(len);
+    String::from_utf8(buf).ok()
+}
+
+/// What the kernel's lock table says about flock holders of `path`: `(pid, mode)` per
+/// lock. Read-only, unlike probing with a lock attempt.
+fn kernel_holders(text: &str, path: &Path) -> Vec<(u32, LockType)> {
     let meta = match fs::symlink_metadata(path) {
         Ok(m) => m,
-        Err(_) => return Some(Vec::new()),
+        Err(_) => return Vec::new(),
     };
-    let text = fs::read_to_string("/proc/locks").ok()?;
     let dev = meta.dev();
     let want = format!(
         "{:02x}:{:02x}:{}",
@@ -468,7 +602,7 @@ fn kernel_holders(path: &Path) -> Option<Vec<(u32, LockType)>> {
             out.push((pid, mode));
         }
     }
-    Some(out)
+    out
 }
 
 /// Reads the fencing token kept in the gate file and, for an exclusive holder, advances
@@ -513,6 +647,9 @@ struct Handles {
     main: File,
     /// This process's reusable holder record for the name, if it made one.
     slot: Option<RecordSlot>,
+    /// A version of the lock directory at which the name had no plantdb `.info`: while
+    /// the directory keeps it, there still is none (creating a file changes it).
+    info_absent_at: Option<DirVersion>,
 }
 
 /// Idle names' open handles, so that a repeated acquisition costs flock calls rather
@@ -542,6 +679,13 @@ impl HandleCache {
             c.pid = pid;
         }
         c
+    }
+
+    /// Closes every idle name's handles; returns how many names it closed.
+    fn close_idle(&self) -> usize {
+        // Dropped after the mutex: closing removes record files (system calls).
+        let idle = std::mem::take(&mut self.lock().map);
+        idle.len()
     }
 
     fn take(&self, stem: &str) -> Option<Handles> {
@@ -581,6 +725,7 @@ struct FileLock {
     lock_path: PathBuf,
     holders_dir: PathBuf,
     file_mode: u32,
+    dir_mode: u32,
     /// The process that took the lock: a forked child shares the open file description
     /// and must never unlock it (that would release the parent's lock).
     pid: u32,
@@ -622,7 +767,7 @@ impl BackendLock for FileLock {
             .take();
         let slot = match reusable {
             Some(mut slot) => slot.publish(info).map(|()| slot),
-            None => RecordSlot::create(&self.holders_dir, info, self.file_mode),
+            None => RecordSlot::create(&self.holders_dir, info, self.file_mode, self.dir_mode),
         }
         .map_err(|e| LockError::io(&self.name, "write holder record in", &self.holders_dir, e))?;
         Ok(Box::new(ActiveRecord {

@@ -61,11 +61,17 @@ pub(crate) struct RecordSlot {
 }
 
 impl RecordSlot {
-    /// Creates a record in `dir` (creating the directory if needed) showing `info`.
-    pub(crate) fn create(dir: &Path, info: &LockInfo, mode: u32) -> io::Result<RecordSlot> {
+    /// Creates a record in `dir` (creating the directory with `dir_mode` if needed)
+    /// showing `info`.
+    pub(crate) fn create(
+        dir: &Path,
+        info: &LockInfo,
+        mode: u32,
+        dir_mode: u32,
+    ) -> io::Result<RecordSlot> {
         let seq = 1;
         let content = encode(seq, info, 0);
-        let (file, path) = create_locked(dir, &content, mode)?;
+        let (file, path) = create_locked(dir, &content, mode, dir_mode)?;
         Ok(RecordSlot {
             file,
             path,
@@ -129,10 +135,16 @@ fn record_file_name(seq: u64) -> String {
 }
 
 /// Writes `content` to a new file that is flocked shared before it gets its name.
-fn create_locked(dir: &Path, content: &[u8], mode: u32) -> io::Result<(File, PathBuf)> {
+fn create_locked(
+    dir: &Path,
+    content: &[u8],
+    mode: u32,
+    dir_mode: u32,
+) -> io::Result<(File, PathBuf)> {
+    use std::os::unix::fs::DirBuilderExt;
     let file = match open_anonymous(dir, mode) {
         Err(e) if e.kind() == io::ErrorKind::NotFound => {
-            match fs::create_dir(dir) {
+            match fs::DirBuilder::new().mode(dir_mode).create(dir) {
                 Ok(()) => {}
                 Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
                 Err(e) => return Err(e),
@@ -230,7 +242,7 @@ pub(crate) fn read_to_vec(file: &File) -> io::Result<Vec<u8>> {
 }
 
 /// The holder in a record's bytes, if they are a complete active record.
-fn decode(bytes: &[u8]) -> Option<LockInfo> {
+pub(crate) fn decode(bytes: &[u8]) -> Option<LockInfo> {
     if bytes.first() == Some(&INACTIVE) {
         return None;
     }
@@ -246,6 +258,35 @@ pub(crate) struct Records {
     pub(crate) stale: Vec<StaleRecord>,
 }
 
+/// Opens a `.holders` directory without following a symlink in its place, and returns
+/// the path through which to reach its entries: `/proc/self/fd/N`, which stays bound to
+/// the directory opened even if the name is swapped for a symlink afterwards, or (without
+/// `/proc`) the path itself.
+///
+/// Why: a `.holders` symlink planted by another user must never make scanlock read,
+/// lock or delete files elsewhere (cleanup deletes every unlocked file it finds there).
+fn open_holders_dir(dir: &Path) -> io::Result<(File, PathBuf)> {
+    let file = OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_DIRECTORY | libc::O_NOFOLLOW)
+        .open(dir)
+        .map_err(|e| match e.raw_os_error() {
+            Some(libc::ELOOP) | Some(libc::ENOTDIR) => io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "not a directory (a symlink or file is in the way; scanlock never follows \
+                 symlinks in the lock directory): remove it",
+            ),
+            _ => e,
+        })?;
+    let pinned = PathBuf::from(format!("/proc/self/fd/{}", file.as_raw_fd()));
+    let base = if pinned.is_dir() {
+        pinned
+    } else {
+        dir.to_path_buf()
+    };
+    Ok((file, base))
+}
+
 /// Reads the records in a `.holders` directory. A record whose flock we can take has no
 /// living owner: it is stale and, with `remove`, deleted while we hold its flock.
 pub(crate) fn read_records(dir: &Path, remove: bool) -> io::Result<Records> {
@@ -253,21 +294,29 @@ pub(crate) fn read_records(dir: &Path, remove: bool) -> io::Result<Records> {
         live: Vec::new(),
         stale: Vec::new(),
     };
-    let entries = match fs::read_dir(dir) {
+    let (_dir_fd, base) = match open_holders_dir(dir) {
+        Ok(d) => d,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(out),
+        Err(e) => return Err(e),
+    };
+    let entries = match fs::read_dir(&base) {
         Ok(e) => e,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(out),
         Err(e) => return Err(e),
     };
+    let mut kernel = KernelLocks::default();
     for entry in entries.flatten() {
         let is_tmp = entry
             .file_name()
             .as_bytes()
             .starts_with(TMP_PREFIX.as_bytes());
-        let path = entry.path();
+        // Operate through `base` (the pinned directory); report the ordinary path.
+        let via = entry.path();
+        let path = dir.join(entry.file_name());
         let Ok(file) = OpenOptions::new()
             .read(true)
             .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
-            .open(&path)
+            .open(&via)
         else {
             continue; // vanished (its process ended cleanly) or not ours to read
         };
@@ -288,7 +337,7 @@ pub(crate) fn read_records(dir: &Path, remove: bool) -> io::Result<Records> {
                 }
                 let holder = read_to_vec(&file).ok().and_then(|b| decode(&b));
                 if remove {
-                    if fs::remove_file(&path).is_err() {
+                    if fs::remove_file(&via).is_err() {
                         continue;
                     }
                     tracing::warn!(record = %path.display(), "removed stale holder record (its process is gone)");
@@ -314,7 +363,7 @@ pub(crate) fn read_records(dir: &Path, remove: bool) -> io::Result<Records> {
                                 location: path.display().to_string(),
                                 holder: Some(holder),
                             });
-                        } else {
+                        } else if kernel.shows_holder(&meta, &holder) {
                             out.live.push(holder);
                         }
                         break;
@@ -335,6 +384,59 @@ fn read_at_start(file: &File) -> io::Result<Vec<u8>> {
     Ok(buf)
 }
 
+/// The kernel's flock table (`/proc/locks`), read when first needed and at most once
+/// more, to tell a holder's record from a copy of it.
+///
+/// Why: a record's flock is held shared by its holder, but also, briefly and
+/// exclusively, by any process probing it for staleness. A forged record (a copy of a
+/// live one, naming a live pid) probed by one reader would look held to another reader
+/// at that moment (found by the torture harness). A same-host record is therefore
+/// trusted only if the kernel shows a shared flock on that very file by the pid it names.
+#[derive(Default)]
+struct KernelLocks {
+    text: Option<Option<String>>,
+    reread: bool,
+}
+
+impl KernelLocks {
+    fn shows_holder(&mut self, meta: &fs::Metadata, h: &LockInfo) -> bool {
+        use std::os::unix::fs::MetadataExt;
+        // Other hosts' (or pid namespaces') pids mean nothing in our table.
+        if h.hostname != info::this_host() || h.boot_id != info::this_boot() {
+            return true;
+        }
+        let want = format!(
+            "{:02x}:{:02x}:{}",
+            libc::major(meta.dev()),
+            libc::minor(meta.dev()),
+            meta.ino()
+        );
+        let pid = h.pid.to_string();
+        let found = |text: &str| {
+            text.lines().any(|line| {
+                let f: Vec<&str> = line.split_whitespace().collect();
+                // "1: FLOCK  ADVISORY  READ 1234 fd:01:5678 0 EOF"; waiters have "->".
+                f.len() >= 6 && f[1] == "FLOCK" && f[3] == "READ" && f[4] == pid && f[5] == want
+            })
+        };
+        loop {
+            let text = self.text.get_or_insert_with(super::file::read_proc_locks);
+            let Some(text) = text else {
+                return true; // no /proc/locks: the flock probe is all there is
+            };
+            if found(text) {
+                return true;
+            }
+            // The record may have been locked after the table was read: look once more.
+            if self.reread {
+                return false;
+            }
+            self.reread = true;
+            self.text = None;
+        }
+    }
+}
+
 fn is_dead_here(h: &LockInfo) -> bool {
     h.hostname == info::this_host() && h.boot_id == info::this_boot() && !info::pid_alive(h.pid)
 }
@@ -353,7 +455,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let holders = dir.path().join("scan1.holders");
         let mut slot =
-            RecordSlot::create(&holders, &info("a-rather-long-user-name"), 0o644).unwrap();
+            RecordSlot::create(&holders, &info("a-rather-long-user-name"), 0o644, 0o777).unwrap();
         let live = read_records(&holders, false).unwrap().live;
         assert_eq!(live.len(), 1);
         assert_eq!(live[0].user, "a-rather-long-user-name");
