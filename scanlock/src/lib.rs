@@ -74,9 +74,12 @@ mod manager;
 mod name;
 
 #[doc(hidden)]
+pub mod __fuzz;
+#[doc(hidden)]
 pub mod __private;
 
 pub use async_acquire::AcquireFuture;
+pub use backend::{file_url_root, redact_url};
 pub use error::LockError;
 pub use global::{URL_ENV, global_manager, init_lock_root, init_lock_url};
 pub use guard::LockGuard;

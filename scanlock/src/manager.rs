@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use serde::{Deserialize, Serialize};
 
 use crate::backend::file::FileBackend;
-use crate::backend::{Backend, Deadline, Target, WaitCtx};
+use crate::backend::{Backend, Deadline, PgOptions, Target, WaitCtx};
 use crate::guard::LockGuard;
 use crate::info::LockInfo;
 use crate::local::{Entry, HolderKey};
@@ -56,10 +56,14 @@ pub struct LockStatus {
     /// such as `flock(1)`, appear with only their pid and mode).
     pub holders: Vec<LockInfo>,
     /// Records left by holders that died; ignored, and removed by
-    /// [`ScanLockManager::cleanup_stale_locks`].
+    /// [`ScanLockManager::cleanup_stale_locks`]. Includes a plantdb `<scan_id>.info`
+    /// whose process does not hold the lock (removed by cleanup only once that process
+    /// is gone).
     pub stale_records: usize,
-    /// Pids of processes (on this host) waiting for the lock exclusively, where the back
-    /// end can tell: a waiting writer holds the name's gate.
+    /// Pids of processes waiting for the lock exclusively, where the back end can tell:
+    /// with the file back end, processes on this host (a waiting writer holds the
+    /// name's gate); with PostgreSQL, scanlock client processes on any host (known by
+    /// their connections' `application_name`).
     #[serde(default)]
     pub waiting_writers: Vec<u32>,
 }
@@ -137,24 +141,28 @@ struct Shared {
 /// Live `Shared` per lock store (canonical lock directory, or URL).
 static SHARED: LazyLock<Mutex<HashMap<String, Weak<Shared>>>> = LazyLock::new(Default::default);
 
-fn shared_for(target: &Target, file_mode: u32) -> Result<(PathBuf, Arc<Shared>), LockError> {
+fn shared_for(
+    target: &Target,
+    file_mode: u32,
+    dir_mode: u32,
+    pg: &PgOptions,
+) -> Result<(PathBuf, Arc<Shared>), LockError> {
     let (key, lock_dir) = match target {
         Target::File(root) => {
-            let dir = root.join(crate::backend::file::LOCK_DIR);
-            std::fs::create_dir_all(&dir)
-                .map_err(|e| LockError::io(".locks", "create", &dir, e))?;
+            let dir = crate::backend::file::create_lock_dir(root, dir_mode)?;
             let key = std::fs::canonicalize(&dir).unwrap_or_else(|_| dir.clone());
             (key.display().to_string(), dir)
         }
-        Target::Postgres(url) => (url.clone(), PathBuf::new()),
+        // Two namespaces in one database are two independent lock stores.
+        Target::Postgres(url) => (format!("{url}\0{}", pg.namespace), PathBuf::new()),
     };
     let mut all = SHARED.lock().unwrap_or_else(PoisonError::into_inner);
     if let Some(shared) = all.get(&key).and_then(Weak::upgrade) {
         return Ok((lock_dir, shared));
     }
     let backend: Box<dyn Backend> = match target {
-        Target::File(root) => Box::new(FileBackend::open(root, file_mode)?),
-        Target::Postgres(url) => open_postgres(url)?,
+        Target::File(root) => Box::new(FileBackend::open(root, file_mode, dir_mode)?),
+        Target::Postgres(url) => open_postgres(url, pg)?,
     };
     let shared = Arc::new(Shared {
         backend,
@@ -203,6 +211,8 @@ pub struct ScanLockManagerBuilder {
     metadata: bool,
     cleanup_on_start: bool,
     file_mode: u32,
+    dir_mode: u32,
+    pg: PgOptions,
 }
 
 impl ScanLockManagerBuilder {
@@ -232,12 +242,55 @@ impl ScanLockManagerBuilder {
         self
     }
 
+    /// Permission bits for the directories scanlock creates: `<root>/.locks` and each
+    /// name's `<name>.holders/` (default `0o777`, limited by the umask: usually `0o755`).
+    /// `0o700` keeps the lock names and holder records private to this user (then only
+    /// this user's processes can share the locks). Existing directories are left as
+    /// they are.
+    ///
+    /// ```
+    /// use std::os::unix::fs::PermissionsExt;
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// let m = scanlock::ScanLockManager::builder(dir.path())
+    ///     .dir_mode(0o700)
+    ///     .file_mode(0o600)
+    ///     .build()?;
+    /// let mode = std::fs::metadata(m.lock_dir()).unwrap().permissions().mode();
+    /// assert_eq!(mode & 0o777, 0o700);
+    /// # Ok::<(), scanlock::LockError>(())
+    /// ```
+    pub fn dir_mode(mut self, mode: u32) -> Self {
+        self.dir_mode = mode;
+        self
+    }
+
+    /// PostgreSQL back end: the most connections this process opens for locks, one per
+    /// name it holds or waits for at the same time (default 16; one connection for
+    /// status queries comes on top). An acquisition that would need more fails at once
+    /// with a [`LockError::Io`] of kind `ResourceBusy` that says so. Managers of one URL
+    /// and namespace in a process share one pool: the first one's size applies. Ignored
+    /// by the file back end.
+    pub fn pg_pool_size(mut self, connections: usize) -> Self {
+        self.pg.pool_size = connections.max(1);
+        self
+    }
+
+    /// PostgreSQL back end: the namespace mixed into every advisory-lock key and stored
+    /// with every row (default `"scanlock"`), so that scanlock's locks cannot collide
+    /// with other applications' advisory locks in the same database, and two
+    /// deployments can share a database without sharing locks. Processes that must
+    /// exclude each other have to use the same namespace. Ignored by the file back end.
+    pub fn pg_namespace(mut self, namespace: impl Into<String>) -> Self {
+        self.pg.namespace = namespace.into();
+        self
+    }
+
     /// Creates `<root>/.locks` if needed and, unless disabled, removes stale records.
     ///
     /// Managers built for the same root in one process share their lock state (see the
-    /// crate docs); the first one's `file_mode` applies to files they create.
+    /// crate docs); the first one's `file_mode` and `dir_mode` apply to what they create.
     pub fn build(self) -> Result<ScanLockManager, LockError> {
-        let (lock_dir, shared) = shared_for(&self.target, self.file_mode)?;
+        let (lock_dir, shared) = shared_for(&self.target, self.file_mode, self.dir_mode, &self.pg)?;
         let root = match &self.target {
             Target::File(root) => root.clone(),
             Target::Postgres(_) => PathBuf::new(),
@@ -260,12 +313,14 @@ impl ScanLockManagerBuilder {
 }
 
 #[cfg(feature = "postgres")]
-fn open_postgres(url: &str) -> Result<Box<dyn Backend>, LockError> {
-    Ok(Box::new(crate::backend::postgres::PgBackend::connect(url)?))
+fn open_postgres(url: &str, options: &PgOptions) -> Result<Box<dyn Backend>, LockError> {
+    Ok(Box::new(crate::backend::postgres::PgBackend::connect(
+        url, options,
+    )?))
 }
 
 #[cfg(not(feature = "postgres"))]
-fn open_postgres(url: &str) -> Result<Box<dyn Backend>, LockError> {
+fn open_postgres(url: &str, _options: &PgOptions) -> Result<Box<dyn Backend>, LockError> {
     Err(LockError::InvalidUrl {
         url: crate::backend::redact(url),
         reason: "this build of scanlock has no PostgreSQL back end; enable the `postgres` \
@@ -317,6 +372,8 @@ impl ScanLockManager {
             metadata: true,
             cleanup_on_start: true,
             file_mode: 0o644,
+            dir_mode: 0o777,
+            pg: PgOptions::default(),
         }
     }
 
@@ -555,6 +612,12 @@ impl ScanLockManager {
     /// Removes holder records left by processes that died. Never touches a lock or a
     /// gate file, so it is safe while others acquire and release. [`new`](Self::new) runs
     /// it once.
+    ///
+    /// Also removes plantdb `<scan_id>.info` files that name a process that is gone (or
+    /// are not plantdb's format): each while holding that scan's lock exclusively for an
+    /// instant, taken without waiting (a held lock keeps its `.info`), since plantdb
+    /// writes `.info` only once it holds the lock. A `.info` naming a live process is
+    /// never removed.
     ///
     /// ```
     /// # let dir = tempfile::tempdir().unwrap();

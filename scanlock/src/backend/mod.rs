@@ -15,7 +15,36 @@ use crate::name::LockName;
 use crate::{LockError, LockStatus, LockType, StaleRecord};
 
 pub(crate) mod file;
+mod plantdb;
+#[cfg(feature = "postgres")]
+pub(crate) mod postgres;
 mod records;
+
+/// Settings of the PostgreSQL back end (kept in every build, so that the builder's
+/// `pg_*` options exist with or without the `postgres` feature).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct PgOptions {
+    /// Most connections one process keeps to the server for locks (one per name held
+    /// or awaited), besides one for status queries.
+    pub(crate) pool_size: usize,
+    /// Mixed into every advisory-lock key and stored with every row, so that scanlock's
+    /// locks never collide with other applications' advisory locks in the database.
+    pub(crate) namespace: String,
+}
+
+/// Default of [`PgOptions::pool_size`].
+pub(crate) const PG_DEFAULT_POOL_SIZE: usize = 16;
+/// Default of [`PgOptions::namespace`].
+pub(crate) const PG_DEFAULT_NAMESPACE: &str = "scanlock";
+
+impl Default for PgOptions {
+    fn default() -> PgOptions {
+        PgOptions {
+            pool_size: PG_DEFAULT_POOL_SIZE,
+            namespace: PG_DEFAULT_NAMESPACE.to_owned(),
+        }
+    }
+}
 
 /// Where a manager keeps its locks, from a path or a URL.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -64,6 +93,40 @@ impl Target {
     }
 }
 
+/// The directory a `file://` URL names, or `None` for a URL of another back end.
+///
+/// Tools use it to check that a lock root exists before they open a manager, which
+/// would create `<root>/.locks/`. It parses exactly as
+/// [`ScanLockManager::from_url`](crate::ScanLockManager::from_url) does.
+///
+/// ```
+/// # use std::path::PathBuf;
+/// let root = scanlock::file_url_root("file:///var/lib/my%20scans")?;
+/// assert_eq!(root, Some(PathBuf::from("/var/lib/my scans")));
+/// assert_eq!(scanlock::file_url_root("postgres://u@db/locks")?, None);
+/// assert!(scanlock::file_url_root("file://relative/path").is_err());
+/// # Ok::<(), scanlock::LockError>(())
+/// ```
+pub fn file_url_root(url: &str) -> Result<Option<std::path::PathBuf>, LockError> {
+    Ok(match Target::parse_url(url)? {
+        Target::File(root) => Some(root),
+        Target::Postgres(_) => None,
+    })
+}
+
+/// `url` with its password (in the user part or a `password=` parameter) replaced by
+/// `***`, for messages and logs.
+///
+/// ```
+/// assert_eq!(
+///     scanlock::redact_url("postgres://app:hunter2@db/locks"),
+///     "postgres://app:***@db/locks"
+/// );
+/// ```
+pub fn redact_url(url: &str) -> String {
+    redact(url)
+}
+
 fn percent_decode(s: &str) -> Option<std::ffi::OsString> {
     use std::os::unix::ffi::OsStringExt;
     let b = s.as_bytes();
@@ -82,20 +145,35 @@ fn percent_decode(s: &str) -> Option<std::ffi::OsString> {
     Some(std::ffi::OsString::from_vec(out))
 }
 
-/// Hides the password of `scheme://user:password@host/...`.
+/// Hides the password of `scheme://user:password@host/...` and of a `password=`
+/// query parameter (`postgres://u@h/db?password=...`).
 pub(crate) fn redact(url: &str) -> String {
     let Some((scheme, rest)) = url.split_once("://") else {
         return url.to_owned();
     };
-    let authority_end = rest.find('/').unwrap_or(rest.len());
+    let authority_end = rest.find(['/', '?']).unwrap_or(rest.len());
     let (authority, path) = rest.split_at(authority_end);
-    match authority.rsplit_once('@') {
+    let authority = match authority.rsplit_once('@') {
         Some((userinfo, host)) => match userinfo.split_once(':') {
-            Some((user, _)) => format!("{scheme}://{user}:***@{host}{path}"),
-            None => url.to_owned(),
+            Some((user, _)) => format!("{user}:***@{host}"),
+            None => authority.to_owned(),
         },
-        None => url.to_owned(),
-    }
+        None => authority.to_owned(),
+    };
+    let path = match path.split_once('?') {
+        Some((path, query)) => {
+            let query: Vec<String> = query
+                .split('&')
+                .map(|kv| match kv.split_once('=') {
+                    Some((k, _)) if k.eq_ignore_ascii_case("password") => format!("{k}=***"),
+                    _ => kv.to_owned(),
+                })
+                .collect();
+            format!("{path}?{}", query.join("&"))
+        }
+        None => path.to_owned(),
+    };
+    format!("{scheme}://{authority}{path}")
 }
 
 /// How long an acquisition may wait, resolved to an absolute deadline.
@@ -213,7 +291,7 @@ pub(crate) trait Backend: Send + Sync + fmt::Debug {
     fn status(&self, name: &LockName) -> Result<LockStatus, LockError>;
 
     /// Finds (and with `remove`, deletes) metadata left by holders that are gone. Never
-    /// touches a lock.
+    /// touches a lock (except to delete a dead plantdb holder's `.info` under it).
     fn stale(&self, remove: bool) -> Result<Vec<StaleRecord>, LockError>;
 
     /// Names that have lock state in the store (held or not).
@@ -281,6 +359,14 @@ mod tests {
             "postgres://u:***@h:5432/db"
         );
         assert_eq!(redact("postgres://u@h/db"), "postgres://u@h/db");
+        assert_eq!(
+            redact("postgresql://u@h/db?sslmode=disable&password=pw&x=1"),
+            "postgresql://u@h/db?sslmode=disable&password=***&x=1"
+        );
+        assert_eq!(
+            redact("postgres://u:pw@h?password=pw"),
+            "postgres://u:***@h?password=***"
+        );
         let e = Target::parse_url("redis://u:pw@h").unwrap_err();
         assert!(!e.to_string().contains("pw"), "{e}");
     }
