@@ -18,6 +18,8 @@ use proc_macro::TokenStream;
 mod args;
 mod expand;
 mod template;
+#[cfg(test)]
+mod template_proptest;
 
 use args::MacroKind;
 
