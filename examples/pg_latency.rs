@@ -10,11 +10,15 @@
 //! For each URL it prints the median and 90th percentile, in µs, and the median's ratio
 //! to the floor, of:
 //! - the floor: `SELECT pg_advisory_lock(k)` then `SELECT pg_advisory_unlock(k)` on one
-//!   connection (two round trips: the least any session-lock scheme can cost);
+//!   connection (two round trips: the least any session-lock scheme can cost), each
+//!   statement parsed and planned by the server every time (`query_typed`);
+//! - the same two statements prepared once on their connection (the server only runs
+//!   them), as scanlock runs its lock and unlock statements: a lower floor, whose ratio
+//!   is printed too;
 //! - scanlock shared and exclusive acquire + release (a default wait limit, so the
 //!   timed path), without holder metadata (`.metadata(false)`) and with it (the
-//!   default: a row is inserted and deleted, two more statements, each a write
-//!   transaction).
+//!   default: the holder's row is inserted by the lock statement and deleted by the
+//!   unlock statement, still two round trips, each a write transaction).
 
 use std::time::{Duration, Instant};
 
@@ -52,6 +56,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             ScanLockManager::builder_from_url(url)?.build()?.url()
         );
         let mut raw = postgres::Client::connect(url, postgres::NoTls)?;
+        let mut raw_prepared = postgres::Client::connect(url, postgres::NoTls)?;
+        let lock_st =
+            raw_prepared.prepare_typed("SELECT pg_advisory_lock($1)::text", &[Type::INT8])?;
+        let unlock_st =
+            raw_prepared.prepare_typed("SELECT pg_advisory_unlock($1)", &[Type::INT8])?;
         let key = 0x5ca1_10c4_i64;
         let managers = [true, false].map(|metadata| {
             ScanLockManager::builder_from_url(url)
@@ -77,6 +86,13 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                         .unwrap();
                     raw.query_typed("SELECT pg_advisory_unlock($1)", &[(&key, Type::INT8)])
                         .unwrap();
+                }),
+            ),
+            (
+                "raw, prepared once (prepared floor)",
+                Box::new(|| {
+                    raw_prepared.query(&lock_st, &[&key]).unwrap();
+                    raw_prepared.query(&unlock_st, &[&key]).unwrap();
                 }),
             ),
             (
@@ -106,13 +122,13 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 }
             }
         }
-        let mut floor = None;
-        for ((label, _), s) in cases.iter().zip(samples) {
-            let (med, p90) = median_p90(s);
-            let floor = *floor.get_or_insert(med);
+        let medians: Vec<(f64, f64)> = samples.into_iter().map(median_p90).collect();
+        let (floor, prepared_floor) = (medians[0].0, medians[1].0);
+        for ((label, _), (med, p90)) in cases.iter().zip(medians) {
             println!(
-                "  {label:<38} median {med:7.1}   p90 {p90:7.1}   {:4.2}x floor",
-                med / floor
+                "  {label:<38} median {med:7.1}   p90 {p90:7.1}   {:4.2}x floor   {:4.2}x prepared floor",
+                med / floor,
+                med / prepared_floor
             );
         }
     }

@@ -1257,6 +1257,205 @@ mod pg_only {
         t.finish(&mut child, "writer");
     }
 
+    /// Holder rows follow holds on every path: written by the lock statement itself
+    /// (uncontended), after a wait, or by a reader joining a held lock; deleted on their
+    /// own or by the unlock statement (whichever holder is last). A row that cannot be
+    /// written or deleted (a trigger refuses it here) costs only the row: the lock is
+    /// still taken and given back, and nothing stays locked on the pooled connection.
+    #[test]
+    fn holder_rows_follow_holds_on_every_path() {
+        pg(
+            "holder_rows_follow_holds_on_every_path",
+            holder_rows_follow_holds_on_every_path_body,
+        );
+    }
+
+    fn holder_rows_follow_holds_on_every_path_body(t: &Ctx) {
+        use std::sync::mpsc;
+
+        // Managers of one process share their holds, so the other sessions here are raw
+        // ones, on the key scanlock computes for `$2` in namespace `$1`.
+        const KEY: &str = "('x' || encode(substring(sha256(convert_to($1, 'UTF8') \
+            || '\\x00'::bytea || convert_to($2, 'UTF8')) FROM 1 FOR 8), 'hex'))::bit(64)::int8";
+        let m = t.manager();
+        let mut admin = raw_client();
+        // The users of `name`'s rows, live or not.
+        let mut rows = |name: &str| -> Vec<String> {
+            let mut users: Vec<String> = admin
+                .query(
+                    "SELECT info FROM scanlock_holders WHERE namespace = $1 AND name = $2",
+                    &[&t.ns, &name],
+                )
+                .unwrap()
+                .iter()
+                .map(|r| {
+                    let info: serde_json::Value = serde_json::from_str(r.get(0)).unwrap();
+                    info["user"].as_str().unwrap().to_owned()
+                })
+                .collect();
+            users.sort();
+            users
+        };
+        let mut prober = raw_client();
+        let mut free = |name: &str| -> bool {
+            prober
+                .query_one(
+                    &format!(
+                        "SELECT CASE WHEN pg_try_advisory_lock(k) THEN pg_advisory_unlock(k) \
+                         ELSE false END FROM (SELECT {KEY} AS k) k"
+                    ),
+                    &[&t.ns, &name],
+                )
+                .unwrap()
+                .get(0)
+        };
+
+        for mode in [LockType::Exclusive, LockType::Shared] {
+            // Uncontended: one statement takes the lock and writes the row.
+            let name = t.name(&format!("solo-{mode}"));
+            let g = m.acquire_lock(&name, mode, "solo", None).unwrap();
+            assert_eq!(rows(&name), ["solo"], "{mode}");
+            let st = m.get_lock_status(&name).unwrap();
+            assert_eq!(st.holders.len(), 1, "{st:?}");
+            assert_eq!((st.holders[0].user.as_str(), st.stale_records), ("solo", 0));
+            assert_ne!(st.holders[0].thread_id, 0, "{st:?}");
+            g.release().unwrap();
+            assert!(rows(&name).is_empty(), "{mode}: {:?}", rows(&name));
+            assert!(free(&name), "{mode}");
+
+            // After a wait: the row is written once the lock is granted.
+            let name = t.name(&format!("waited-{mode}"));
+            let mut blocker = raw_client();
+            blocker
+                .execute(&format!("SELECT pg_advisory_lock({KEY})"), &[&t.ns, &name])
+                .unwrap();
+            std::thread::scope(|s| {
+                let waiter = s.spawn(|| {
+                    let g = m.acquire_lock(&name, mode, "waiter", Some(LONG)).unwrap();
+                    let seen = rows(&name);
+                    g.release().unwrap();
+                    seen
+                });
+                let mut probe = raw_client();
+                let waiting = format!(
+                    "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' \
+                       AND objsubid = 1 AND NOT granted \
+                       AND ((classid::int8 << 32) | objid::int8) = {KEY}"
+                );
+                assert!(
+                    eventually(LONG, || probe
+                        .query_one(&waiting, &[&t.ns, &name])
+                        .unwrap()
+                        .get::<_, i64>(0)
+                        > 0),
+                    "{mode}: the waiter never queued in the server"
+                );
+                blocker
+                    .execute(
+                        &format!("SELECT pg_advisory_unlock({KEY})"),
+                        &[&t.ns, &name],
+                    )
+                    .unwrap();
+                assert_eq!(waiter.join().unwrap(), ["waiter"], "{mode}");
+            });
+            assert!(rows(&name).is_empty(), "{mode}: {:?}", rows(&name));
+            assert!(free(&name), "{mode}");
+        }
+
+        // Readers: the first takes the lock with its row, the second joins with its own;
+        // the first leaves first, so the last row (deleted with the unlock) is the
+        // joiner's.
+        let name = t.name("readers");
+        let (to_first, first_rx) = mpsc::channel::<()>();
+        let (from_first, first_done) = mpsc::channel::<()>();
+        std::thread::scope(|s| {
+            let (m, name) = (&m, &name);
+            let first = s.spawn(move || {
+                let g = m
+                    .acquire_lock(name, LockType::Shared, "first", None)
+                    .unwrap();
+                from_first.send(()).unwrap();
+                first_rx.recv().unwrap();
+                g.release().unwrap();
+            });
+            first_done.recv().unwrap();
+            let second = m
+                .acquire_lock(name, LockType::Shared, "second", None)
+                .unwrap();
+            assert_eq!(rows(name), ["first", "second"]);
+            to_first.send(()).unwrap();
+            first.join().unwrap();
+            assert_eq!(rows(name), ["second"]);
+            assert!(!free(name));
+            second.release().unwrap();
+        });
+        assert!(rows(&name).is_empty(), "{:?}", rows(&name));
+        assert!(free(&name));
+
+        // Rows refused by the server.
+        let tag: String =
+            t.ns.chars()
+                .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
+                .collect();
+        let refuse = format!("refuse_{}", &tag[tag.len().saturating_sub(40)..]);
+        let no_insert = t.name("no-insert");
+        let no_delete = t.name("no-delete");
+        raw_client()
+            .batch_execute(&format!(
+                "CREATE FUNCTION {refuse}() RETURNS trigger LANGUAGE plpgsql AS \
+                   $$ BEGIN RAISE EXCEPTION 'refused by the test'; END $$; \
+                 CREATE TRIGGER {refuse}_i BEFORE INSERT ON scanlock_holders FOR EACH ROW \
+                   WHEN (NEW.name = '{no_insert}') EXECUTE FUNCTION {refuse}(); \
+                 CREATE TRIGGER {refuse}_d BEFORE DELETE ON scanlock_holders FOR EACH ROW \
+                   WHEN (OLD.name = '{no_delete}') EXECUTE FUNCTION {refuse}();"
+            ))
+            .unwrap();
+        for mode in [LockType::Exclusive, LockType::Shared] {
+            let g = m
+                .acquire_lock(&no_insert, mode, "unrecorded", None)
+                .unwrap();
+            assert!(rows(&no_insert).is_empty());
+            let st = m.get_lock_status(&no_insert).unwrap();
+            assert_eq!(st.lock_type, Some(mode), "{st:?}");
+            assert_eq!(st.holders.len(), 1, "{st:?}");
+            assert_eq!(st.holders[0].pid, std::process::id(), "{st:?}");
+            assert!(!free(&no_insert), "{mode}");
+            g.release().unwrap();
+            assert!(
+                free(&no_insert),
+                "{mode}: the lock stayed on the connection"
+            );
+
+            let g = m
+                .acquire_lock(&no_delete, mode, "undeletable", None)
+                .unwrap();
+            assert_eq!(rows(&no_delete), ["undeletable"]);
+            g.release().unwrap();
+            assert!(
+                free(&no_delete),
+                "{mode}: the lock stayed on the connection"
+            );
+            let st = m.get_lock_status(&no_delete).unwrap();
+            assert_eq!((st.lock_type, st.stale_records), (None, 1), "{st:?}");
+            raw_client()
+                .execute(
+                    &format!("ALTER TABLE scanlock_holders DISABLE TRIGGER {refuse}_d"),
+                    &[],
+                )
+                .unwrap();
+            assert_eq!(m.cleanup_stale_locks().unwrap().removed.len(), 1);
+            raw_client()
+                .execute(
+                    &format!("ALTER TABLE scanlock_holders ENABLE TRIGGER {refuse}_d"),
+                    &[],
+                )
+                .unwrap();
+        }
+        raw_client()
+            .batch_execute(&format!("DROP FUNCTION {refuse}() CASCADE"))
+            .unwrap();
+    }
+
     /// `idle_session_timeout` (measured here): a plain session that sets it loses its
     /// advisory lock once idle that long; scanlock's sessions turn it off for themselves,
     /// so a holder that sits idle keeps its lock even when the URL (or the role, the

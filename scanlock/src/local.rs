@@ -15,7 +15,7 @@ use std::sync::{Condvar, Mutex, MutexGuard, PoisonError};
 use std::thread::ThreadId;
 use std::time::{Duration, Instant};
 
-use crate::backend::{Backend, BackendLock, Deadline, HolderRecord, WaitCtx};
+use crate::backend::{Backend, BackendLock, Deadline, HolderRecord, WaitCtx, publish_holder};
 use crate::info::LockInfo;
 use crate::name::LockName;
 use crate::{LockError, LockType};
@@ -36,7 +36,7 @@ const CANCEL_SLICE: Duration = Duration::from_millis(5);
 struct Holder {
     key: HolderKey,
     count: u32,
-    _record: Option<Box<dyn HolderRecord>>,
+    record: Option<Box<dyn HolderRecord>>,
 }
 
 #[derive(Debug, Default)]
@@ -154,6 +154,9 @@ impl Entry {
         if mode == LockType::Exclusive {
             st.waiting_writers += 1;
         }
+        // The record of the holder that takes the OS lock comes with it (one round trip
+        // where the back end can); holders joining a held lock publish theirs below.
+        let mut first_record = None;
         let result = loop {
             let joinable = mode == LockType::Shared
                 && st.mode == Some(LockType::Shared)
@@ -168,12 +171,13 @@ impl Entry {
             if may_take_os {
                 st.acquiring = true;
                 drop(st);
-                let os = backend.acquire(&self.name, mode, wait);
+                let os = backend.acquire_with_holder(&self.name, mode, wait, info);
                 st = self.lock();
                 st.acquiring = false;
                 self.wake(&st);
                 match os {
-                    Ok(os) => {
+                    Ok((os, record)) => {
+                        first_record = Some(record);
                         st.os = Some(os);
                         st.mode = Some(mode);
                         break Ok(());
@@ -195,21 +199,15 @@ impl Entry {
             }
         }
         result?;
-        let record = match (info, &st.os) {
-            (Some(info), Some(os)) => match os.add_holder(info) {
-                Ok(r) => Some(r),
-                Err(e) => {
-                    // Metadata is for people; failing to write it must not fail the lock.
-                    tracing::warn!(lock = self.name.as_str(), error = %e, "could not publish holder metadata");
-                    None
-                }
-            },
+        let record = match (first_record, info, &st.os) {
+            (Some(record), _, _) => record,
+            (None, Some(info), Some(os)) => publish_holder(&**os, &self.name, info),
             _ => None,
         };
         st.holders.push(Holder {
             key,
             count: 1,
-            _record: record,
+            record,
         });
         Ok(Acquired { reentered: false })
     }
@@ -225,13 +223,17 @@ impl Entry {
             return Ok(());
         }
         let holder = st.holders.swap_remove(i);
-        drop(holder); // withdraws its record while the OS lock is still held
         let mut result = Ok(());
         if st.holders.is_empty() {
             st.mode = None;
-            if let Some(os) = st.os.take() {
-                result = os.release();
+            match st.os.take() {
+                // The last record goes with the lock (in the same round trip where the
+                // back end can), never after it.
+                Some(os) => result = os.release_with_holder(holder.record),
+                None => drop(holder),
             }
+        } else {
+            drop(holder); // withdraws its record while the OS lock is still held
         }
         self.wake(&st);
         result

@@ -287,6 +287,23 @@ pub(crate) trait Backend: Send + Sync + fmt::Debug {
         wait: &WaitCtx,
     ) -> Result<Box<dyn BackendLock>, LockError>;
 
+    /// [`acquire`](Backend::acquire), then publishes `info` (the acquiring holder's
+    /// metadata, `None` when metadata is off) as with [`BackendLock::add_holder`]. A back
+    /// end that can write the record in the same round trip as the lock overrides this.
+    /// Failing to publish the record never fails the acquisition: it is logged, and the
+    /// holder has no record.
+    fn acquire_with_holder(
+        &self,
+        name: &LockName,
+        mode: LockType,
+        wait: &WaitCtx,
+        info: Option<&LockInfo>,
+    ) -> Result<Held, LockError> {
+        let lock = self.acquire(name, mode, wait)?;
+        let record = info.and_then(|info| publish_holder(&*lock, name, info));
+        Ok((lock, record))
+    }
+
     /// The lock's current state as other processes see it. Never changes any state.
     fn status(&self, name: &LockName) -> Result<LockStatus, LockError>;
 
@@ -298,6 +315,9 @@ pub(crate) trait Backend: Send + Sync + fmt::Debug {
     fn names(&self) -> Result<Vec<String>, LockError>;
 }
 
+/// A lock just acquired, with the acquiring holder's record (if it has one).
+pub(crate) type Held = (Box<dyn BackendLock>, Option<Box<dyn HolderRecord>>);
+
 /// A process-level lock held through a back end.
 pub(crate) trait BackendLock: Send + fmt::Debug {
     /// Publishes one in-process holder's metadata; the record is withdrawn when the
@@ -306,6 +326,17 @@ pub(crate) trait BackendLock: Send + fmt::Debug {
 
     /// Releases the lock. Dropping without calling this also releases it.
     fn release(self: Box<Self>) -> Result<(), LockError>;
+
+    /// Withdraws `last`, the record of the last holder (if it has one), then releases
+    /// the lock. A back end that can do both in one round trip overrides this; either
+    /// way the record must be gone no later than the lock.
+    fn release_with_holder(
+        self: Box<Self>,
+        last: Option<Box<dyn HolderRecord>>,
+    ) -> Result<(), LockError> {
+        drop(last);
+        self.release()
+    }
 
     /// The fencing token of this acquisition: for an exclusive one, a number greater
     /// than every token handed out before for the name; for a shared one, the current
@@ -320,8 +351,26 @@ pub(crate) trait BackendLock: Send + fmt::Debug {
     }
 }
 
-/// One holder's published metadata; dropping it withdraws the record.
-pub(crate) trait HolderRecord: Send + fmt::Debug {}
+/// One holder's published metadata; dropping it withdraws the record. `Any`, so that a
+/// back end can recognise its own records in
+/// [`release_with_holder`](BackendLock::release_with_holder).
+pub(crate) trait HolderRecord: Send + fmt::Debug + std::any::Any {}
+
+/// Publishes `info` on `lock`; a failure is logged and gives `None`: metadata is for
+/// people, and failing to write it must not fail the lock.
+pub(crate) fn publish_holder(
+    lock: &dyn BackendLock,
+    name: &LockName,
+    info: &LockInfo,
+) -> Option<Box<dyn HolderRecord>> {
+    match lock.add_holder(info) {
+        Ok(r) => Some(r),
+        Err(e) => {
+            tracing::warn!(lock = name.as_str(), error = %e, "could not publish holder metadata");
+            None
+        }
+    }
+}
 
 #[cfg(test)]
 mod tests {

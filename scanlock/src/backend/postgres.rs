@@ -19,7 +19,8 @@
 //!   are in use an acquisition fails at once with an `Io` error of kind `ResourceBusy`
 //!   that says how to raise the bound. A further connection serves status queries.
 //! - **Waiting** is done by the server: after one `pg_try_advisory_lock` (the whole of
-//!   a single attempt, and all an uncontended acquisition costs), `SET lock_timeout`
+//!   a single attempt, and all an uncontended acquisition costs: with metadata on, the
+//!   same statement inserts the holder's row), `SET lock_timeout`
 //!   (transaction-local, in the same statement) and one blocking `pg_advisory_lock`
 //!   call; SQLSTATE 55P03 becomes [`LockError::Timeout`] (after releasing the lock if
 //!   the server granted it as the timeout fired: [`give_back_if_granted`]).
@@ -42,8 +43,13 @@
 //!   `scanlock_fencing(key, namespace, name, token)` keeps every name used (for
 //!   `lock_names`) and its fencing token; `scanlock_holders(id, namespace, key, name,
 //!   backend_pid, lock_type, info, created_at)` (UNLOGGED) keeps one JSON [`LockInfo`]
-//!   per holder, inserted and deleted on the holder's own connection while it holds the
-//!   lock. A row is live exactly while its backend holds the advisory lock on its key in
+//!   per holder, inserted and deleted on the holder's own connection. The row of the
+//!   holder that takes the lock is inserted by the statement that takes it, when its
+//!   first try succeeds (after a wait, and for a thread joining a held lock, by one
+//!   more statement); the row of the last holder is deleted by the statement that
+//!   releases the lock (other holders' rows by a statement of their own, while the lock
+//!   is held). So metadata costs no round trip on an uncontended acquisition or a
+//!   release ([`lock_on`], [`PgLock::unlock`]). A row is live exactly while its backend holds the advisory lock on its key in
 //!   `pg_locks` (which splits an int8 key into `classid`, high half, and `objid`, low half,
 //!   with `objsubid = 1`); other rows are stale: status ignores them and
 //!   `cleanup_stale_locks` deletes them. `pg_locks` needs no privileges, unlike the
@@ -130,11 +136,13 @@ use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
 use std::time::{Duration, Instant};
 
 use postgres::error::SqlState;
-use postgres::types::Type;
-use postgres::{Client, Config, NoTls};
+use postgres::types::{ToSql, Type};
+use postgres::{Client, Config, NoTls, Row, Statement};
 use sha2::{Digest, Sha256};
 
-use super::{Backend, BackendLock, Deadline, HolderRecord, PgOptions, WaitCtx, redact};
+use super::{
+    Backend, BackendLock, Deadline, Held, HolderRecord, PgOptions, WaitCtx, publish_holder, redact,
+};
 use crate::info::{LockInfo, current_pid};
 use crate::name::LockName;
 use crate::{LockError, LockStatus, LockType, StaleRecord};
@@ -412,6 +420,9 @@ struct Conn {
     pid: u32,
     /// Set for lock connections: they count toward the pool's bound.
     pool: Option<Arc<PgShared>>,
+    /// The lock path's statements, prepared on this session at their first use (see
+    /// [`Conn::query`]).
+    prepared: HashMap<&'static str, Statement>,
 }
 
 impl fmt::Debug for Conn {
@@ -419,6 +430,48 @@ impl fmt::Debug for Conn {
         f.debug_struct("Conn")
             .field("closed", &self.client.is_closed())
             .finish_non_exhaustive()
+    }
+}
+
+impl Conn {
+    /// `sql` (parameter types `types`) prepared on this session, at its first use. The
+    /// lock path's statements run on pooled sessions again and again: parsing and
+    /// planning them each time (`query_typed`) would cost the server more than running
+    /// them, most of all the statements that write holder rows. Running a prepared
+    /// statement is still one round trip.
+    fn statement(
+        &mut self,
+        sql: &'static str,
+        types: &[Type],
+    ) -> Result<Statement, postgres::Error> {
+        if let Some(s) = self.prepared.get(sql) {
+            return Ok(s.clone());
+        }
+        let s = self.client.prepare_typed(sql, types)?;
+        self.prepared.insert(sql, s.clone());
+        Ok(s)
+    }
+
+    /// Runs `sql` as a prepared statement (see [`Conn::statement`]).
+    fn query(
+        &mut self,
+        sql: &'static str,
+        types: &[Type],
+        params: &[&(dyn ToSql + Sync)],
+    ) -> Result<Vec<Row>, postgres::Error> {
+        let statement = self.statement(sql, types)?;
+        self.client.query(&statement, params)
+    }
+
+    /// [`Conn::query`] for a statement that returns one row.
+    fn query_one(
+        &mut self,
+        sql: &'static str,
+        types: &[Type],
+        params: &[&(dyn ToSql + Sync)],
+    ) -> Result<Row, postgres::Error> {
+        let statement = self.statement(sql, types)?;
+        self.client.query_one(&statement, params)
     }
 }
 
@@ -492,6 +545,7 @@ impl PgShared {
             client: ManuallyDrop::new(client),
             pid: current_pid(),
             pool: None,
+            prepared: HashMap::new(),
         })
     }
 
@@ -818,38 +872,116 @@ fn give_back_if_granted(conn: &mut Conn, key: i64, mode: LockType) -> Result<(),
     Ok(())
 }
 
-/// Takes the advisory lock on `conn` as `wait` allows: `Ok(true)` when held, `Ok(false)`
-/// when the wait ended without it (the connection is then clean and reusable).
+/// A holder's row of `scanlock_holders`, ready to insert: the parameters `$2`..`$5` of
+/// [`INSERT_HOLDER`] and of the folded try statements of [`lock_on`] (`$1` is the key).
+struct HolderRow<'a> {
+    namespace: &'a str,
+    name: &'a str,
+    lock_type: String,
+    info: String,
+}
+
+/// Inserts a holder row on a session that holds the key.
+const INSERT_HOLDER: &str = "INSERT INTO scanlock_holders \
+     (namespace, key, name, backend_pid, lock_type, info) \
+     VALUES ($2, $1, $3, pg_backend_pid(), $4, $5) RETURNING id";
+
+impl<'a> HolderRow<'a> {
+    fn new(
+        namespace: &'a str,
+        name: &'a str,
+        mode: LockType,
+        info: &LockInfo,
+    ) -> Result<HolderRow<'a>, LockError> {
+        let info = serde_json::to_string(info).map_err(|e| {
+            LockError::Io(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("lock \"{name}\": cannot encode holder metadata: {e}"),
+            ))
+        })?;
+        Ok(HolderRow {
+            namespace,
+            name,
+            lock_type: mode.to_string(),
+            info,
+        })
+    }
+
+    /// The types of [`HolderRow::params`].
+    const TYPES: [Type; 5] = [Type::INT8, Type::TEXT, Type::TEXT, Type::TEXT, Type::TEXT];
+
+    /// `$1` = `key`, then the row's columns.
+    fn params<'p>(&'p self, key: &'p i64) -> [&'p (dyn ToSql + Sync); 5] {
+        [
+            key,
+            &self.namespace,
+            &self.name,
+            &self.lock_type,
+            &self.info,
+        ]
+    }
+}
+
+/// Takes the advisory lock on `conn` as `wait` allows: `Ok(Some(id))` when held,
+/// `Ok(None)` when the wait ended without it (the connection is then clean and
+/// reusable). `id` is the id of `row`'s row when the lock statement inserted it too.
 ///
 /// Every mode starts with one `pg_try_advisory_lock`: the cheapest statement (a waiting
 /// statement with its own `lock_timeout` costs the server tens of µs more to plan), and
 /// as fair as waiting, since the server refuses a try that conflicts with a request
-/// already queued. Only when that fails does the server wait.
+/// already queued. Only when that fails does the server wait. With a `row` (metadata
+/// on), the try and the insert of the row are one statement, so that an uncontended
+/// acquisition stays one round trip: `INSERT ... SELECT ... FROM (try) WHERE ok
+/// RETURNING id`, which inserts nothing and returns no row when the try fails. Should
+/// the insert fail in a live session (privileges, a dropped table), the session may
+/// hold the lock anyway (session-level advisory locks ignore the rollback of the
+/// statement that took them): that is given back, `row` is set to `None` (the holder
+/// goes without a row, with a warning), and the acquisition goes on without metadata.
+/// After a wait, the row is not inserted here: the waiting statement stays a plain
+/// lock, so that its `lock_timeout` covers the wait only.
 fn lock_on(
     conn: &mut Conn,
     key: i64,
     mode: LockType,
     wait: &WaitCtx,
-) -> Result<bool, postgres::Error> {
-    let (try_sql, forever_sql, wait_sql) = match mode {
+    row: &mut Option<HolderRow<'_>>,
+) -> Result<Option<Option<i64>>, postgres::Error> {
+    let (try_sql, try_insert_sql, forever_sql, wait_sql) = match mode {
         LockType::Shared => (
             "SELECT pg_try_advisory_lock_shared($1)",
+            "WITH l AS MATERIALIZED (SELECT pg_try_advisory_lock_shared($1) AS ok) \
+             INSERT INTO scanlock_holders (namespace, key, name, backend_pid, lock_type, info) \
+             SELECT $2, $1, $3, pg_backend_pid(), $4, $5 FROM l WHERE l.ok RETURNING id",
             "SELECT pg_advisory_lock_shared($1)::text",
             "WITH t AS MATERIALIZED (SELECT set_config('lock_timeout', $2, true)) \
              SELECT pg_advisory_lock_shared($1)::text FROM t",
         ),
         LockType::Exclusive => (
             "SELECT pg_try_advisory_lock($1)",
+            "WITH l AS MATERIALIZED (SELECT pg_try_advisory_lock($1) AS ok) \
+             INSERT INTO scanlock_holders (namespace, key, name, backend_pid, lock_type, info) \
+             SELECT $2, $1, $3, pg_backend_pid(), $4, $5 FROM l WHERE l.ok RETURNING id",
             "SELECT pg_advisory_lock($1)::text",
             "WITH t AS MATERIALIZED (SELECT set_config('lock_timeout', $2, true)) \
              SELECT pg_advisory_lock($1)::text FROM t",
         ),
     };
-    let attempt = |conn: &mut Conn| -> Result<bool, postgres::Error> {
-        Ok(conn
-            .client
-            .query_typed_one(try_sql, &[(&key, Type::INT8)])?
-            .get(0))
+    let attempt = |conn: &mut Conn,
+                   row: &mut Option<HolderRow<'_>>|
+     -> Result<Option<Option<i64>>, postgres::Error> {
+        if let Some(r) = row.as_ref() {
+            match conn.query(try_insert_sql, &HolderRow::TYPES, &r.params(&key)) {
+                Ok(rows) => return Ok(rows.first().map(|row| Some(row.get(0)))),
+                Err(e) if connection_gone(&e, conn) => return Err(e),
+                Err(e) => {
+                    tracing::warn!(lock = r.name, error = %e, "could not publish holder metadata");
+                    *row = None;
+                    give_back_if_granted(conn, key, mode)?;
+                }
+            }
+        }
+        let ok: bool = conn.query_one(try_sql, &[Type::INT8], &[&key])?.get(0);
+        Ok(ok.then_some(None))
     };
     // `lock_timeout` is 0 (no limit) in scanlock's sessions (SESSION_SETUP) and set
     // transaction-locally, for this statement only, by a timed wait.
@@ -871,25 +1003,25 @@ fn lock_on(
             Err(e) => Err(e),
         }
     };
-    if attempt(conn)? {
-        return Ok(true);
+    if let Some(taken) = attempt(conn, row)? {
+        return Ok(Some(taken));
     }
     if wait.deadline == Deadline::Try {
-        return Ok(false);
+        return Ok(None);
     }
     if wait.cancel.is_none() && wait.deadline == Deadline::Forever {
-        return blocking(conn, None);
+        return Ok(blocking(conn, None)?.then_some(None));
     }
     loop {
         if wait.cancelled() {
-            return Ok(false);
+            return Ok(None);
         }
         let left = match wait.deadline {
             Deadline::At(t) => t.saturating_duration_since(Instant::now()),
             _ => Duration::MAX,
         };
         if left.is_zero() {
-            return Ok(false);
+            return Ok(None);
         }
         let slice = if wait.cancel.is_some() {
             left.min(CANCEL_SLICE)
@@ -900,12 +1032,12 @@ fn lock_on(
         // largest value is about 24.8 days (a longer wait takes several rounds).
         let ms = slice.as_micros().div_ceil(1000).clamp(1, i32::MAX as u128);
         if blocking(conn, Some(ms))? {
-            return Ok(true);
+            return Ok(Some(None));
         }
         if let Deadline::At(t) = wait.deadline
             && Instant::now() >= t
         {
-            return Ok(false);
+            return Ok(None);
         }
     }
 }
@@ -913,20 +1045,33 @@ fn lock_on(
 /// The back end's operations, called where the blocking client may run (see
 /// [`blocking`]).
 impl PgBackend {
+    /// Takes the lock and, with `info`, publishes the holder's row: in the lock's own
+    /// statement when the first try succeeds, else after the wait (one more round trip).
     fn acquire_now(
         &self,
         name: &LockName,
         mode: LockType,
         wait: &WaitCtx,
-    ) -> Result<Box<dyn BackendLock>, LockError> {
+        info: Option<&LockInfo>,
+    ) -> Result<Held, LockError> {
         let key = self.key(name);
+        let mut row = match info
+            .map(|i| HolderRow::new(&self.shared.namespace, name.as_str(), mode, i))
+        {
+            Some(Err(e)) => {
+                tracing::warn!(lock = name.as_str(), error = %e, "could not publish holder metadata");
+                None
+            }
+            Some(Ok(row)) => Some(row),
+            None => None,
+        };
         let mut retried = false;
         loop {
             let (mut conn, reused) = self.shared.checkout(name, wait)?;
-            match lock_on(&mut conn, key, mode, wait) {
-                Ok(true) => {
+            match lock_on(&mut conn, key, mode, wait, &mut row) {
+                Ok(Some(id)) => {
                     self.register(&mut conn, key, name);
-                    return Ok(Box::new(PgLock {
+                    let lock = PgLock {
                         conn: Some(Arc::new(Mutex::new(conn))),
                         shared: self.shared.clone(),
                         key,
@@ -935,9 +1080,16 @@ impl PgBackend {
                         token: OnceLock::new(),
                         lost: AtomicBool::new(false),
                         pid: current_pid(),
-                    }));
+                    };
+                    let record = match (id, &row, info) {
+                        (Some(id), _, _) => lock.record(id),
+                        // Acquired after a wait: the row was not part of the lock statement.
+                        (None, Some(_), Some(info)) => publish_holder(&lock, name, info),
+                        _ => None,
+                    };
+                    return Ok((Box::new(lock), record));
                 }
-                Ok(false) => {
+                Ok(None) => {
                     self.shared.put(conn);
                     return Err(wait.give_up(name, mode));
                 }
@@ -1078,7 +1230,17 @@ impl Backend for PgBackend {
         mode: LockType,
         wait: &WaitCtx,
     ) -> Result<Box<dyn BackendLock>, LockError> {
-        blocking(|| self.acquire_now(name, mode, wait))
+        blocking(|| self.acquire_now(name, mode, wait, None)).map(|(lock, _)| lock)
+    }
+
+    fn acquire_with_holder(
+        &self,
+        name: &LockName,
+        mode: LockType,
+        wait: &WaitCtx,
+        info: Option<&LockInfo>,
+    ) -> Result<Held, LockError> {
+        blocking(|| self.acquire_now(name, mode, wait, info))
     }
 
     fn status(&self, name: &LockName) -> Result<LockStatus, LockError> {
@@ -1193,7 +1355,12 @@ impl PgLock {
         ))
     }
 
-    fn unlock(&mut self) -> Result<(), LockError> {
+    /// Releases the lock; with `row`, the id of the last holder's row, deletes that row
+    /// in the same statement (one round trip). The delete runs first (the unlock reads
+    /// its count), so that a delete that fails leaves the lock held, to be released by
+    /// the plain unlock that follows (the row is then stale, for cleanup). Data-modifying
+    /// CTEs run whether or not they are read; reading it also fixes the order.
+    fn unlock(&mut self, row: Option<i64>) -> Result<(), LockError> {
         let Some(conn) = self.conn.take() else {
             return Ok(());
         };
@@ -1201,13 +1368,32 @@ impl PgLock {
             std::mem::forget(conn); // the parent's connection and lock
             return Ok(());
         }
-        let sql = match self.mode {
-            LockType::Shared => "SELECT pg_advisory_unlock_shared($1)",
-            LockType::Exclusive => "SELECT pg_advisory_unlock($1)",
+        let (sql, delete_sql) = match self.mode {
+            LockType::Shared => (
+                "SELECT pg_advisory_unlock_shared($1)",
+                "WITH d AS (DELETE FROM scanlock_holders WHERE id = $2 RETURNING 1) \
+                 SELECT pg_advisory_unlock_shared($1) FROM (SELECT count(*) FROM d) n",
+            ),
+            LockType::Exclusive => (
+                "SELECT pg_advisory_unlock($1)",
+                "WITH d AS (DELETE FROM scanlock_holders WHERE id = $2 RETURNING 1) \
+                 SELECT pg_advisory_unlock($1) FROM (SELECT count(*) FROM d) n",
+            ),
         };
         let result = {
             let mut c = lock_conn(&conn);
-            c.client.query_typed_one(sql, &[(&self.key, Type::INT8)])
+            let folded = row.map(|id| {
+                let r = c.query_one(delete_sql, &[Type::INT8, Type::INT8], &[&self.key, &id]);
+                (id, r)
+            });
+            match folded {
+                None => c.query_one(sql, &[Type::INT8], &[&self.key]),
+                Some((id, Err(e))) if !connection_gone(&e, &c) => {
+                    tracing::warn!(id, error = %e, "could not delete a holder row");
+                    c.query_one(sql, &[Type::INT8], &[&self.key])
+                }
+                Some((_, r)) => r,
+            }
         };
         match result {
             Ok(row) if row.get::<_, bool>(0) => {
@@ -1235,7 +1421,7 @@ impl PgLock {
 
 impl Drop for PgLock {
     fn drop(&mut self) {
-        if let Err(e) = blocking(|| self.unlock()) {
+        if let Err(e) = blocking(|| self.unlock(None)) {
             tracing::warn!(error = %e, "error while releasing a PostgreSQL lock");
         }
     }
@@ -1246,26 +1432,10 @@ impl PgLock {
         let Some(conn) = &self.conn else {
             return Err(self.lost_error(&"already released"));
         };
-        let json = serde_json::to_string(info).map_err(|e| {
-            LockError::Io(io::Error::new(
-                io::ErrorKind::InvalidData,
-                format!("lock \"{}\": cannot encode holder metadata: {e}", self.name),
-            ))
-        })?;
-        let lock_type = self.mode.to_string();
+        let holder = HolderRow::new(&self.shared.namespace, &self.name, self.mode, info)?;
         let row = {
             let mut c = lock_conn(conn);
-            let r = c.client.query_typed_one(
-                "INSERT INTO scanlock_holders (namespace, key, name, backend_pid, lock_type, info) \
-                 VALUES ($1, $2, $3, pg_backend_pid(), $4, $5) RETURNING id",
-                &[
-                    (&self.shared.namespace, Type::TEXT),
-                    (&self.key, Type::INT8),
-                    (&self.name, Type::TEXT),
-                    (&lock_type, Type::TEXT),
-                    (&json, Type::TEXT),
-                ],
-            );
+            let r = c.query_one(INSERT_HOLDER, &HolderRow::TYPES, &holder.params(&self.key));
             if r.is_err() && c.client.is_closed() {
                 drop(c);
                 self.mark_lost(&"the connection closed while writing holder metadata");
@@ -1278,10 +1448,18 @@ impl PgLock {
                     .err(Some(&self.name), "write holder metadata", e)
             })?
             .get(0);
-        Ok(Box::new(PgRecord {
+        self.record(id)
+            .ok_or_else(|| self.lost_error(&"already released"))
+    }
+
+    /// The record of the row `id`, inserted on this hold's connection.
+    fn record(&self, id: i64) -> Option<Box<dyn HolderRecord>> {
+        let conn = self.conn.as_ref()?;
+        Some(Box::new(PgRecord {
             conn: conn.clone(),
             id,
             pid: current_pid(),
+            armed: true,
         }))
     }
 
@@ -1364,7 +1542,25 @@ impl BackendLock for PgLock {
     }
 
     fn release(mut self: Box<Self>) -> Result<(), LockError> {
-        blocking(move || self.unlock())
+        blocking(move || self.unlock(None))
+    }
+
+    fn release_with_holder(
+        mut self: Box<Self>,
+        last: Option<Box<dyn HolderRecord>>,
+    ) -> Result<(), LockError> {
+        // A row of this hold's connection is deleted by the unlock statement; any other
+        // record withdraws itself as it is dropped, before the unlock.
+        let row = last.and_then(|last| {
+            let last: Box<dyn std::any::Any> = last;
+            let record = last.downcast::<PgRecord>().ok()?;
+            let ours = self
+                .conn
+                .as_ref()
+                .is_some_and(|c| Arc::ptr_eq(c, &record.conn));
+            if ours { (*record).disarm() } else { None }
+        });
+        blocking(move || self.unlock(row))
     }
 
     fn fencing_token(&self) -> u64 {
@@ -1379,11 +1575,13 @@ impl BackendLock for PgLock {
     }
 }
 
-/// One holder's row in `scanlock_holders`, deleted on drop through the hold's connection.
+/// One holder's row in `scanlock_holders`, deleted on drop through the hold's connection
+/// (unless disarmed: the last holder's row is deleted by the unlock statement).
 struct PgRecord {
     conn: Arc<Mutex<Conn>>,
     id: i64,
     pid: u32,
+    armed: bool,
 }
 
 impl fmt::Debug for PgRecord {
@@ -1396,7 +1594,7 @@ impl HolderRecord for PgRecord {}
 
 impl Drop for PgRecord {
     fn drop(&mut self) {
-        if self.pid != current_pid() {
+        if !self.armed || self.pid != current_pid() {
             return;
         }
         blocking(|| self.delete());
@@ -1404,6 +1602,13 @@ impl Drop for PgRecord {
 }
 
 impl PgRecord {
+    /// Leaves the row for the caller to delete: its id, or `None` in a forked child
+    /// (whose parent's row and connection are not its own).
+    fn disarm(mut self) -> Option<i64> {
+        self.armed = false;
+        (self.pid == current_pid()).then_some(self.id)
+    }
+
     fn delete(&self) {
         let mut c = lock_conn(&self.conn);
         if c.client.is_closed() {
