@@ -212,21 +212,21 @@ pub(crate) fn advisory_key(namespace: &str, name: &str) -> i64 {
     i64::from_be_bytes(first)
 }
 
-/// An error from PostgreSQL, kept as the `source` of an `io::Error` whose message says
-/// what scanlock was doing.
+/// An error (from PostgreSQL, or an I/O error) kept as the `source` of an `io::Error`
+/// whose message says what scanlock was doing, naming the lock and the URL.
 #[derive(Debug)]
-struct PgContext {
+struct WithContext<E> {
     message: String,
-    source: postgres::Error,
+    source: E,
 }
 
-impl fmt::Display for PgContext {
+impl<E> fmt::Display for WithContext<E> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.message)
     }
 }
 
-impl std::error::Error for PgContext {
+impl<E: std::error::Error + 'static> std::error::Error for WithContext<E> {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         Some(&self.source)
     }
@@ -361,25 +361,6 @@ fn panic_text(panic: &(dyn std::any::Any + Send)) -> String {
     }
 }
 
-/// An I/O error's cause kept as `source` behind a message naming the lock and the URL.
-#[derive(Debug)]
-struct IoCause {
-    message: String,
-    source: io::Error,
-}
-
-impl fmt::Display for IoCause {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.message)
-    }
-}
-
-impl std::error::Error for IoCause {
-    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        Some(&self.source)
-    }
-}
-
 /// What a back end shares with its locks: how to connect, and the pool's accounting.
 struct PgShared {
     config: Config,
@@ -497,7 +478,7 @@ impl PgShared {
         let e_text = describe(&e);
         LockError::Io(io::Error::new(
             kind,
-            PgContext {
+            WithContext {
                 message: format!(
                     "{prefix}cannot {op} (PostgreSQL at {}): {e_text}{hint}",
                     self.url
@@ -593,7 +574,7 @@ impl PgShared {
         };
         LockError::Io(io::Error::new(
             cause.kind(),
-            IoCause {
+            WithContext {
                 message: format!(
                     "{prefix}cannot connect (PostgreSQL at {}): {cause}; too many open \
                      files: {hint} (each PostgreSQL connection takes about \
