@@ -802,6 +802,34 @@ mod pg_only {
         );
     }
 
+    /// The server pid and advisory key of the session holding `name` (from its row).
+    fn holder_session(admin: &mut postgres::Client, t: &Ctx, name: &str) -> (i32, i64) {
+        let row = admin
+            .query_one(
+                "SELECT backend_pid, key FROM scanlock_holders WHERE namespace = $1 AND name = $2",
+                &[&t.ns, &name],
+            )
+            .unwrap();
+        (row.get(0), row.get(1))
+    }
+
+    /// Waits (bounded) until `admin`'s own session holds `key`: the terminated holder's
+    /// session is gone and its lock with it.
+    fn take_over(admin: &mut postgres::Client, key: i64) {
+        let start = Instant::now();
+        while !admin
+            .query_one("SELECT pg_try_advisory_lock($1)", &[&key])
+            .unwrap()
+            .get::<_, bool>(0)
+        {
+            assert!(
+                start.elapsed() < LONG,
+                "the terminated session kept the lock"
+            );
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    }
+
     fn is_held_is_false_as_soon_as_another_session_has_the_lock_body(t: &Ctx) {
         let m = t.manager();
         let mut admin = raw_client();
@@ -811,30 +839,12 @@ mod pg_only {
                 .acquire_lock(&name, LockType::Exclusive, "victim", None)
                 .unwrap();
             assert!(g.is_held());
-            let row = admin
-                .query_one(
-                    "SELECT backend_pid, key FROM scanlock_holders \
-                     WHERE namespace = $1 AND name = $2",
-                    &[&t.ns, &name],
-                )
-                .unwrap();
-            let (backend, key): (i32, i64) = (row.get(0), row.get(1));
+            let (backend, key) = holder_session(&mut admin, t, &name);
             admin
                 .execute("SELECT pg_terminate_backend($1)", &[&backend])
                 .unwrap();
             // Another session takes the lock: from now on the victim does not hold it.
-            let start = Instant::now();
-            while !admin
-                .query_one("SELECT pg_try_advisory_lock($1)", &[&key])
-                .unwrap()
-                .get::<_, bool>(0)
-            {
-                assert!(
-                    start.elapsed() < LONG,
-                    "the terminated session kept the lock"
-                );
-                std::thread::sleep(Duration::from_millis(1));
-            }
+            take_over(&mut admin, key);
             assert!(
                 !g.is_held(),
                 "round {round}: is_held() said true while another session held the lock"
@@ -937,29 +947,12 @@ mod pg_only {
             .unwrap();
         assert!(g.is_held());
         let mut admin = raw_client();
-        let row = admin
-            .query_one(
-                "SELECT backend_pid, key FROM scanlock_holders WHERE namespace = $1 AND name = $2",
-                &[&t.ns, &name],
-            )
-            .unwrap();
-        let (backend, key): (i32, i64) = (row.get(0), row.get(1));
+        let (backend, key) = holder_session(&mut admin, t, &name);
         slow.store(true, std::sync::atomic::Ordering::Release);
         admin
             .execute("SELECT pg_terminate_backend($1)", &[&backend])
             .unwrap();
-        let start = Instant::now();
-        while !admin
-            .query_one("SELECT pg_try_advisory_lock($1)", &[&key])
-            .unwrap()
-            .get::<_, bool>(0)
-        {
-            assert!(
-                start.elapsed() < LONG,
-                "the terminated session kept the lock"
-            );
-            std::thread::sleep(Duration::from_millis(1));
-        }
+        take_over(&mut admin, key);
         assert!(
             !g.is_held(),
             "is_held() said true while another session held the lock"
