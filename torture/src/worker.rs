@@ -225,31 +225,33 @@ impl Cx<'_> {
     /// The fencing token of this thread's hold of `k`: asked through a re-entrant
     /// shared guard, which sees the same token as the outer hold.
     fn token_of(&mut self, k: usize) -> u64 {
-        match self
-            .m
-            .acquire_lock_with(&self.names[k], LockType::Shared, USER, Wait::NoWait)
-        {
-            Ok(g) => g.fencing_token(),
-            Err(e) => {
-                self.log
-                    .line(&format!("V re-entrant guard for a token refused: {e}"));
-                0
-            }
-        }
+        self.through_reentrant_guard(k, "a token", LockGuard::fencing_token, 0)
     }
 
     /// `LockGuard::is_held` of this thread's hold of `k`, through a re-entrant guard
     /// (the hold may belong to a locked function, whose guard is out of reach).
     fn still_held(&mut self, k: usize) -> bool {
+        self.through_reentrant_guard(k, "is_held", LockGuard::is_held, true)
+    }
+
+    /// `ask` of a re-entrant shared guard of this thread's hold of `k`; a refused guard
+    /// is logged as a violation (re-entry must succeed) and gives `refused`.
+    fn through_reentrant_guard<T>(
+        &mut self,
+        k: usize,
+        what: &str,
+        ask: impl FnOnce(&LockGuard) -> T,
+        refused: T,
+    ) -> T {
         match self
             .m
             .acquire_lock_with(&self.names[k], LockType::Shared, USER, Wait::NoWait)
         {
-            Ok(g) => g.is_held(),
+            Ok(g) => ask(&g),
             Err(e) => {
                 self.log
-                    .line(&format!("V re-entrant guard for is_held refused: {e}"));
-                true
+                    .line(&format!("V re-entrant guard for {what} refused: {e}"));
+                refused
             }
         }
     }
