@@ -105,7 +105,9 @@ fn a_read_only_root_reports_read_only_not_missing() {
         // Without CAP_SYS_ADMIN there is no read-only mount to test against (and root
         // ignores chmod); CI runs as root with mount available.
         Err(why) => {
-            eprintln!("skipped: {why}");
+            // Written past the test harness's capture, so that the skip is visible.
+            use std::io::Write;
+            let _ = writeln!(std::io::stderr(), "SKIPPED: read-only root ({why})");
             assert!(!scanlock_testkit_is_root(), "root but {why}");
             return;
         }
