@@ -342,6 +342,86 @@ fn a_replaced_lock_file_is_detected_after_locking() {
     drop(new);
 }
 
+/// Past the lock directory's settling time (2 s, in whole seconds): the next
+/// acquisitions find it settled and stop checking their file's path (`file.rs`,
+/// `Handles::verified_at`) while it stays unchanged.
+const SETTLE: Duration = Duration::from_millis(3100);
+
+/// Replaces `scan001.lock` the way plantdb's release does and locks the new file; the
+/// manager must then see the name as taken, and take the new file once it is free.
+fn assert_replacement_detected(m: &ScanLockManager) {
+    let path = m.lock_dir().join("scan001.lock");
+    std::fs::remove_file(&path).unwrap();
+    let new = std::fs::File::create(&path).unwrap();
+    new.lock().unwrap();
+    match m.try_acquire_lock("scan001", LockType::Exclusive, "w") {
+        Err(LockError::WouldBlock { .. }) => {}
+        Ok(_) => panic!("took the unlinked file's lock beside the new file's holder"),
+        Err(e) => panic!("unexpected error: {e}"),
+    }
+    new.unlock().unwrap();
+    let g = m
+        .try_acquire_lock("scan001", LockType::Exclusive, "w")
+        .unwrap();
+    assert!(
+        new.try_lock().is_err(),
+        "the guard does not hold the file at the path"
+    );
+    drop(g);
+}
+
+fn quiet_manager(root: &Path) -> ScanLockManager {
+    let m = ScanLockManager::builder(root)
+        .metadata(false)
+        .build()
+        .unwrap();
+    drop(
+        m.try_acquire_lock("scan001", LockType::Exclusive, "w")
+            .unwrap(),
+    );
+    std::thread::sleep(SETTLE);
+    for _ in 0..3 {
+        drop(
+            m.try_acquire_lock("scan001", LockType::Exclusive, "w")
+                .unwrap(),
+        );
+    }
+    m
+}
+
+/// The identity check is skipped while the lock directory is unchanged since the cached
+/// descriptor was last found at its path: unlinking and recreating the file changes the
+/// directory, so the check runs again and finds the replacement.
+#[test]
+fn a_lock_file_replaced_after_a_quiet_spell_is_detected() {
+    let dir = tempfile::tempdir().unwrap();
+    let m = quiet_manager(dir.path());
+    assert_replacement_detected(&m);
+}
+
+/// `.locks` deleted and recreated under a running manager: its open directory is now a
+/// dead one whose version never changes again, so it must no longer vouch for anything.
+#[test]
+fn a_lock_directory_recreated_under_a_manager_never_vouches_for_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let m = quiet_manager(dir.path());
+    std::fs::remove_dir_all(m.lock_dir()).unwrap();
+    std::fs::create_dir(m.lock_dir()).unwrap();
+    // Finds its file gone and opens the new one, then lets the dead directory settle.
+    drop(
+        m.try_acquire_lock("scan001", LockType::Exclusive, "w")
+            .unwrap(),
+    );
+    std::thread::sleep(SETTLE);
+    for _ in 0..3 {
+        drop(
+            m.try_acquire_lock("scan001", LockType::Exclusive, "w")
+                .unwrap(),
+        );
+    }
+    assert_replacement_detected(&m);
+}
+
 #[test]
 fn every_name_stays_inside_the_lock_directory() {
     let dir = tempfile::tempdir().unwrap();

@@ -188,6 +188,8 @@ semantic_tests!(
     writer_is_not_starved_by_overlapping_reader_processes,
     sigkill_of_a_holder_frees_the_lock,
     fencing_tokens_increase_across_processes,
+    fencing_tokens_increase_across_in_process_hand_overs,
+    a_busy_process_does_not_keep_others_out,
     a_dropped_async_waiter_leaves_nothing_behind,
     a_forked_child_never_releases_the_parents_lock,
 );
@@ -629,6 +631,89 @@ fn fencing_tokens_increase_across_processes(t: &Ctx) {
         .acquire_lock(&name, LockType::Exclusive, "w", None)
         .unwrap();
     assert!(w.fencing_token() > last);
+}
+
+/// Threads of one process taking the name in turn: on files the process keeps its
+/// exclusive lock across hand-overs between them (`local.rs`), and each hold must still
+/// get a token greater than the one before, as if the lock had been released and taken
+/// again (as it is on PostgreSQL).
+fn fencing_tokens_increase_across_in_process_hand_overs(t: &Ctx) {
+    let name = t.name("scan001");
+    let m = t.manager();
+    let tokens = std::sync::Mutex::new(Vec::new());
+    let deadline = Instant::now() + LONG;
+    std::thread::scope(|s| {
+        for _ in 0..4 {
+            s.spawn(|| {
+                for _ in 0..50 {
+                    assert!(Instant::now() < deadline, "holds took too long");
+                    let g = m
+                        .acquire_lock(&name, LockType::Exclusive, "w", Some(LONG))
+                        .unwrap();
+                    let token = g.fencing_token();
+                    assert_eq!(g.fencing_token(), token, "stable during the hold");
+                    // Pushed while holding: the vector is in hold order.
+                    tokens.lock().unwrap().push(token);
+                }
+            });
+        }
+    });
+    let tokens = tokens.into_inner().unwrap();
+    assert_eq!(tokens.len(), 200);
+    for w in tokens.windows(2) {
+        assert!(w[1] > w[0], "token did not increase between holds: {w:?}");
+    }
+}
+
+/// A process whose threads want the name back-to-back hands it over between them
+/// without releasing it to the back end, but only for a bounded time: a writer in
+/// another process, waiting with a timeout, must get in every time.
+fn a_busy_process_does_not_keep_others_out(t: &Ctx) {
+    let name = t.name("scan001");
+    if role().as_deref() == Some("busy") {
+        let m = t.manager();
+        let stop = std::sync::atomic::AtomicBool::new(false);
+        std::thread::scope(|s| {
+            for _ in 0..4 {
+                s.spawn(|| {
+                    while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                        let g = m.acquire_lock(&name, LockType::Exclusive, "busy", Some(LONG));
+                        let _g = g.unwrap();
+                        // Longer than a thread takes to ask again, so that whenever a
+                        // holder leaves, another thread of this process waits.
+                        std::thread::sleep(Duration::from_micros(200));
+                    }
+                });
+            }
+            t.signal_ready();
+            assert!(t.await_signal("stop"), "never told to stop");
+            stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        });
+        return;
+    }
+    let mut busy = t.spawn("busy");
+    t.await_ready(&busy);
+    let m = t.manager();
+    let mut waits = Vec::new();
+    for _ in 0..20 {
+        let start = Instant::now();
+        let r = m.acquire_lock(
+            &name,
+            LockType::Exclusive,
+            "outsider",
+            Some(Duration::from_secs(3)),
+        );
+        if let Err(e) = &r {
+            t.signal("stop");
+            wait_deadline(&mut busy, LONG, "busy");
+            panic!("kept out by a busy process: {e} (earlier waits {waits:?})");
+        }
+        waits.push(start.elapsed());
+        drop(r);
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    t.signal("stop");
+    t.finish(&mut busy, "busy");
 }
 
 fn a_dropped_async_waiter_leaves_nothing_behind(t: &Ctx) {

@@ -204,8 +204,23 @@ fn hostname() -> String {
 
 #[cfg(target_os = "linux")]
 fn current_tid() -> u64 {
-    // SAFETY: gettid has no preconditions and cannot fail.
-    unsafe { libc::gettid() as u64 }
+    use std::cell::Cell;
+    // Cached per thread (a system call per acquisition otherwise), with the pid it was
+    // read in: the thread that forks lives on in the child under a new tid.
+    thread_local! {
+        static TID: Cell<(u32, u64)> = const { Cell::new((0, 0)) };
+    }
+    let pid = current_pid();
+    TID.with(|c| {
+        let (cached_pid, tid) = c.get();
+        if cached_pid == pid {
+            return tid;
+        }
+        // SAFETY: gettid has no preconditions and cannot fail.
+        let tid = unsafe { libc::gettid() as u64 };
+        c.set((pid, tid));
+        tid
+    })
 }
 
 #[cfg(not(target_os = "linux"))]

@@ -9,7 +9,12 @@
 //! - New readers queue behind a waiting writer (writer preference), except a thread
 //!   re-entering its own shared hold, which would otherwise deadlock.
 //! - The OS lock is taken by one thread at a time on the process's behalf and released
-//!   when the last in-process holder leaves.
+//!   when the last in-process holder leaves, unless a thread of this process is waiting
+//!   to write and the back end finds it worth it (files: yes; PostgreSQL: no): then an
+//!   exclusive OS lock is kept for that thread, an in-process hand-over that costs no
+//!   system call. At most [`MAX_KEPT`] times in a row and for at most [`MAX_KEPT_FOR`]
+//!   after the OS lock was taken, so that other processes, which queue at the back end,
+//!   are not kept out by a busy process.
 
 use std::sync::{Condvar, Mutex, MutexGuard, PoisonError};
 use std::thread::ThreadId;
@@ -32,6 +37,13 @@ pub(crate) enum HolderKey {
 /// cancelled: in slices, so that cancellation is noticed.
 const CANCEL_SLICE: Duration = Duration::from_millis(5);
 
+/// Consecutive in-process hand-overs of an exclusive OS lock before it is released to
+/// the back end (where other processes wait) anyway.
+const MAX_KEPT: u32 = 16;
+
+/// How long after it was taken an exclusive OS lock may still be handed over in-process.
+const MAX_KEPT_FOR: Duration = Duration::from_millis(2);
+
 #[derive(Debug)]
 struct Holder {
     key: HolderKey,
@@ -48,6 +60,12 @@ struct State {
     mode: Option<LockType>,
     holders: Vec<Holder>,
     waiting_writers: usize,
+    /// Mode of `os`.
+    os_mode: Option<LockType>,
+    /// When `os` was taken from the back end, and how many in-process hand-overs it has
+    /// had since.
+    os_since: Option<Instant>,
+    kept: u32,
     /// Threads sleeping on the condition variable: wake-ups cost a syscall, so they
     /// are only sent when someone sleeps.
     sleepers: usize,
@@ -168,6 +186,23 @@ impl Entry {
             let may_take_os = st.holders.is_empty()
                 && !st.acquiring
                 && (mode == LockType::Exclusive || st.waiting_writers == 0);
+            if may_take_os && st.os.is_some() {
+                // Kept for this writer by the last holder (see `release`). Taken over only
+                // if still held: a hand-over must give what a fresh acquisition gives.
+                let state = &mut *st;
+                let os = state.os.as_mut().expect("checked above");
+                if mode == LockType::Exclusive
+                    && state.os_mode == Some(LockType::Exclusive)
+                    && os.is_held()
+                {
+                    os.renew_hold();
+                    st.mode = Some(mode);
+                    break Ok(());
+                }
+                if let Err(e) = self.release_os(&mut st) {
+                    tracing::warn!(lock = self.name.as_str(), error = %e, "releasing a kept lock failed");
+                }
+            }
             if may_take_os {
                 st.acquiring = true;
                 drop(st);
@@ -179,6 +214,9 @@ impl Entry {
                     Ok((os, record)) => {
                         first_record = Some(record);
                         st.os = Some(os);
+                        st.os_mode = Some(mode);
+                        st.os_since = Some(Instant::now());
+                        st.kept = 0;
                         st.mode = Some(mode);
                         break Ok(());
                     }
@@ -194,7 +232,15 @@ impl Entry {
         if mode == LockType::Exclusive {
             st.waiting_writers -= 1;
             if result.is_err() {
-                // Readers may have queued behind this writer.
+                // A lock kept for waiting writers is released once none is left to take
+                // it; readers may have queued behind this writer.
+                if st.holders.is_empty()
+                    && st.waiting_writers == 0
+                    && st.os.is_some()
+                    && let Err(e) = self.release_os(&mut st)
+                {
+                    tracing::warn!(lock = self.name.as_str(), error = %e, "releasing a kept lock failed");
+                }
                 self.wake(&st);
             }
         }
@@ -226,17 +272,50 @@ impl Entry {
         let mut result = Ok(());
         if st.holders.is_empty() {
             st.mode = None;
-            match st.os.take() {
-                // The last record goes with the lock (in the same round trip where the
-                // back end can), never after it.
-                Some(os) => result = os.release_with_holder(holder.record),
-                None => drop(holder),
+            if self.keep_for_writer(&st) {
+                st.kept += 1;
+                drop(holder); // withdraws its record while the OS lock is still held
+            } else {
+                result = self.release_os_with(&mut st, holder.record);
             }
         } else {
             drop(holder); // withdraws its record while the OS lock is still held
         }
         self.wake(&st);
         result
+    }
+
+    /// Whether the last holder, leaving, should keep the OS lock for a writer of this
+    /// process that waits for it, rather than release it to the back end.
+    fn keep_for_writer(&self, st: &State) -> bool {
+        st.waiting_writers > 0
+            && st.os_mode == Some(LockType::Exclusive)
+            && st.kept < MAX_KEPT
+            && st.os_since.is_some_and(|t| t.elapsed() < MAX_KEPT_FOR)
+            && st.os.as_ref().is_some_and(|os| os.hands_over_in_process())
+    }
+
+    fn release_os(&self, st: &mut State) -> Result<(), LockError> {
+        self.release_os_with(st, None)
+    }
+
+    /// Releases the OS lock; `last` is the record of the holder that just left, which
+    /// goes with the lock (in the same round trip where the back end can), never after.
+    fn release_os_with(
+        &self,
+        st: &mut State,
+        last: Option<Box<dyn HolderRecord>>,
+    ) -> Result<(), LockError> {
+        st.os_mode = None;
+        st.os_since = None;
+        st.kept = 0;
+        match st.os.take() {
+            Some(os) => os.release_with_holder(last),
+            None => {
+                drop(last);
+                Ok(())
+            }
+        }
     }
 
     /// The fencing token of this process's current hold (0 when not held).

@@ -17,6 +17,14 @@
 //! creates and locks a fresh file at the same path. scanlock never unlinks `S.lock`, and
 //! still checks after every lock that its file is the one at the path, for the sake of
 //! other tools that do unlink.
+//!
+//! That check (`fstat` + `lstat`) and the look for plantdb's `.info` (a failed `open`)
+//! are skipped while the lock directory's version (timestamps, link count, inode; one
+//! `fstat` of the open directory) is the one at which they were last done: any unlink,
+//! rename or creation in the directory changes it. A version is only kept once it is
+//! settled (see [`plantdb::settled`]) and the open directory is the one at the path
+//! ([`FileBackend::cacheable`]), so a steady acquisition costs the two `flock`s, their
+//! unlocks and that `fstat`.
 
 use std::collections::HashMap;
 use std::fs::{self, File, OpenOptions};
@@ -57,9 +65,11 @@ pub(crate) struct FileBackend {
     dir_mode: u32,
     cache: Arc<HandleCache>,
     plantdb: plantdb::Watch,
-    /// The lock directory, open: its version tells cheaply that no plantdb `.info`
-    /// appeared since the last look (see [`Handles::info_absent_at`]).
+    /// The lock directory, open: its version tells cheaply that no entry of it changed
+    /// since the last look (see [`Handles::verified_at`], [`Handles::info_absent_at`]).
     dir_fd: Option<File>,
+    /// The last version of `dir_fd` at which it was found to be the directory at `dir`.
+    dir_confirmed: Mutex<Option<DirVersion>>,
 }
 
 /// Creates `<root>` (as `create_dir_all` does) and `<root>/.locks` with `dir_mode` (before
@@ -109,6 +119,7 @@ impl FileBackend {
             cache: Arc::default(),
             plantdb: plantdb::Watch::default(),
             dir_fd,
+            dir_confirmed: Mutex::new(None),
         })
     }
 
@@ -119,18 +130,54 @@ impl FileBackend {
         self.dir.join(s)
     }
 
+    /// The lock directory's version now, if it can be read (see [`Handles::verified_at`]).
+    fn dir_version(&self) -> Option<DirVersion> {
+        self.dir_fd.as_ref().and_then(plantdb::dir_version)
+    }
+
+    /// `version` (read before the facts about the directory's entries it is to vouch
+    /// for were checked), if it may be kept to vouch for them later: settled (see
+    /// [`plantdb::settled`]), and of the directory that is at the lock directory's path.
+    /// The open directory is not, once `.locks` was deleted or moved and recreated: its
+    /// version would then never change again, whatever happens at the path. Confirmed
+    /// with one `lstat` per version; moving or deleting the directory changes its
+    /// version (its ctime).
+    fn cacheable(&self, version: Option<DirVersion>) -> Option<DirVersion> {
+        let v = version.filter(plantdb::settled)?;
+        let mut confirmed = self
+            .dir_confirmed
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if *confirmed == Some(v) {
+            return Some(v);
+        }
+        let open = self.dir_fd.as_ref()?.metadata().ok()?;
+        let there = fs::symlink_metadata(&self.dir).ok()?;
+        if (there.dev(), there.ino()) != (open.dev(), open.ino()) {
+            tracing::warn!(dir = %self.dir.display(), "the lock directory was replaced while in use; every acquisition now checks its file's path");
+            return None;
+        }
+        *confirmed = Some(v);
+        Some(v)
+    }
+
     /// The plantdb `.info` at `path`, read after locking; `None` when there is none. With
-    /// no plantdb around this costs one `fstat` of the open lock directory: a version of
-    /// the directory at which `path` was absent is kept in the name's handles.
-    fn read_info(&self, h: &mut Handles, path: &Path) -> Option<plantdb::InfoFile> {
-        let version = self.dir_fd.as_ref().and_then(plantdb::dir_version);
+    /// no plantdb around this costs nothing beyond the directory's `version`, read once
+    /// per acquisition after locking: a version at which `path` was absent is kept in the
+    /// name's handles.
+    fn read_info(
+        &self,
+        h: &mut Handles,
+        path: &Path,
+        version: Option<DirVersion>,
+    ) -> Option<plantdb::InfoFile> {
         if version.is_some() && version == h.info_absent_at {
             return None;
         }
         // The version is read before the probe: an `.info` created after it changes it.
         match plantdb::probe(path) {
             Probe::Absent => {
-                h.info_absent_at = version.filter(plantdb::settled);
+                h.info_absent_at = self.cacheable(version);
                 None
             }
             Probe::File(f) => {
@@ -312,59 +359,82 @@ impl Backend for FileBackend {
         mode: LockType,
         wait: &WaitCtx,
     ) -> Result<Box<dyn BackendLock>, LockError> {
-        let lock_path = self.path(name, LOCK_SUFFIX);
-        let gate_path = self.path(name, GATE_SUFFIX);
         let io_err = |op: &str, path: &Path, e| LockError::io(name.as_str(), op, path, e);
-        let info_path = name.is_plain().then(|| self.path(name, INFO_SUFFIX));
         let mut relinks = 0;
         let mut pause = WaitCtx::first_pause();
         let mut h = match self.cache.take(name.stem()) {
-            Some(h) => h,
-            None => Handles {
-                gate: self.open_lock_file(name, &gate_path)?,
-                main: self.open_lock_file(name, &lock_path)?,
-                slot: None,
-                info_absent_at: None,
-            },
+            Some(h) if h.paths.name == name.as_str() => h,
+            _ => {
+                let paths = Arc::new(NamePaths {
+                    name: name.as_str().to_owned(),
+                    stem: name.stem().into(),
+                    lock: self.path(name, LOCK_SUFFIX),
+                    gate: self.path(name, GATE_SUFFIX),
+                    holders: self.path(name, HOLDERS_SUFFIX),
+                    info: name.is_plain().then(|| self.path(name, INFO_SUFFIX)),
+                });
+                Handles {
+                    gate: self.open_lock_file(name, &paths.gate)?,
+                    main: self.open_lock_file(name, &paths.lock)?,
+                    paths,
+                    slot: None,
+                    info_absent_at: None,
+                    verified_at: None,
+                }
+            }
         };
+        let paths = h.paths.clone();
         let give_up = |h: Handles| {
-            self.cache.put(name.stem(), h);
+            self.cache.put(h);
             Err(wait.give_up(name, mode))
         };
         loop {
             // A writer holds the gate until it holds the lock, so readers arriving
             // meanwhile (who must pass the gate) queue behind it.
-            if !lock_file(&h.gate, mode, wait).map_err(|e| io_err("lock", &gate_path, e))? {
+            if !lock_file(&h.gate, mode, wait).map_err(|e| io_err("lock", &paths.gate, e))? {
                 return give_up(h);
             }
-            if !lock_file(&h.main, mode, wait).map_err(|e| io_err("lock", &lock_path, e))? {
+            if !lock_file(&h.main, mode, wait).map_err(|e| io_err("lock", &paths.lock, e))? {
                 let _ = h.gate.unlock();
                 return give_up(h);
             }
+            // Read once, after locking, before anything it vouches for is looked at.
+            let version = self.dir_version();
             // plantdb releases by unlock, unlink `.lock`, unlink `.info`: an `.info` naming
             // a live conflicting holder means we may have locked a file it is about to
             // unlink. Read it before the identity check: once its `.info` is gone, its
             // `.lock` is gone too, and the identity check sees that.
-            let info = match &info_path {
-                Some(p) => self.read_info(&mut h, p),
+            let info = match &paths.info {
+                Some(p) => self.read_info(&mut h, p, version),
                 None => None,
             };
-            if !still_at_path(&h.main, &lock_path).map_err(|e| io_err("inspect", &lock_path, e))? {
-                tracing::debug!(
-                    lock = name.as_str(),
-                    "lock file was replaced while waiting; retrying"
-                );
-                let _ = (h.main.unlock(), h.gate.unlock());
-                h.main = self.open_lock_file(name, &lock_path)?;
-                relinks += 1;
-                if wait.deadline == super::Deadline::Try && relinks >= TRY_RELINK_ATTEMPTS {
-                    return give_up(h);
+            // Unlinking, renaming or creating any entry of the lock directory changes its
+            // version: while it is the settled one at which this descriptor was last
+            // found at the path, it still is (the same reasoning as `info_absent_at`),
+            // and the two `stat`s of the check are skipped.
+            let verified = version.is_some() && version == h.verified_at;
+            if !verified {
+                if !still_at_path(&h.main, &paths.lock)
+                    .map_err(|e| io_err("inspect", &paths.lock, e))?
+                {
+                    tracing::debug!(
+                        lock = name.as_str(),
+                        "lock file was replaced while waiting; retrying"
+                    );
+                    let _ = (h.main.unlock(), h.gate.unlock());
+                    h.main = self.open_lock_file(name, &paths.lock)?;
+                    h.verified_at = None;
+                    relinks += 1;
+                    if wait.deadline == super::Deadline::Try && relinks >= TRY_RELINK_ATTEMPTS {
+                        return give_up(h);
+                    }
+                    continue;
                 }
-                continue;
+                h.verified_at = self.cacheable(version);
             }
-            if let (Some(info_path), Some(info)) = (&info_path, &info)
+            if let (Some(info_path), Some(info)) = (&paths.info, &info)
                 && let Some(holder) = info.conflicting(mode)
-                && self.plantdb.keeps_out(info_path, &lock_path, info, holder)
+                && self.plantdb.keeps_out(info_path, &paths.lock, info, holder)
             {
                 let _ = (h.main.unlock(), h.gate.unlock());
                 if !wait.pause(&mut pause) {
@@ -374,17 +444,14 @@ impl Backend for FileBackend {
             }
             h.gate
                 .unlock()
-                .map_err(|e| io_err("unlock", &gate_path, e))?;
+                .map_err(|e| io_err("unlock", &paths.gate, e))?;
             return Ok(Box::new(FileLock {
                 token: OnceLock::new(),
                 mode,
                 slot_home: Arc::new(Mutex::new(h.slot.take())),
                 handles: Some(h),
-                stem: name.stem().to_owned(),
+                paths,
                 cache: self.cache.clone(),
-                name: name.as_str().to_owned(),
-                lock_path,
-                holders_dir: self.path(name, HOLDERS_SUFFIX),
                 file_mode: self.file_mode,
                 dir_mode: self.dir_mode,
                 pid: crate::info::current_pid(),
@@ -640,16 +707,32 @@ fn fencing_token(gate: &File, mode: LockType) -> io::Result<u64> {
     }
 }
 
+/// The paths of one name's files, built once per cached handle.
+#[derive(Debug)]
+struct NamePaths {
+    name: String,
+    stem: Arc<str>,
+    lock: PathBuf,
+    gate: PathBuf,
+    holders: PathBuf,
+    /// plantdb's `.info`, for plain names only.
+    info: Option<PathBuf>,
+}
+
 /// Open handles of one name, kept between acquisitions (see [`HandleCache`]).
 #[derive(Debug)]
 struct Handles {
     gate: File,
     main: File,
+    paths: Arc<NamePaths>,
     /// This process's reusable holder record for the name, if it made one.
     slot: Option<RecordSlot>,
     /// A version of the lock directory at which the name had no plantdb `.info`: while
     /// the directory keeps it, there still is none (creating a file changes it).
     info_absent_at: Option<DirVersion>,
+    /// A settled version of the lock directory at which `main` was found to be the file
+    /// at its path (`None`: check again after the next lock).
+    verified_at: Option<DirVersion>,
 }
 
 /// Idle names' open handles, so that a repeated acquisition costs flock calls rather
@@ -665,7 +748,7 @@ struct CacheInner {
     /// The process the handles belong to: a forked child starts afresh.
     pid: u32,
     clock: u64,
-    map: HashMap<String, (u64, Handles)>,
+    map: HashMap<Arc<str>, (u64, Handles)>,
 }
 
 impl HandleCache {
@@ -692,11 +775,11 @@ impl HandleCache {
         self.lock().map.remove(stem).map(|(_, h)| h)
     }
 
-    fn put(&self, stem: &str, h: Handles) {
+    fn put(&self, h: Handles) {
         let mut c = self.lock();
         c.clock += 1;
         let now = c.clock;
-        c.map.insert(stem.to_owned(), (now, h));
+        c.map.insert(h.paths.stem.clone(), (now, h));
         if c.map.len() > CACHE_NAMES {
             let oldest = c
                 .map
@@ -719,11 +802,8 @@ struct FileLock {
     handles: Option<Handles>,
     /// The reusable record, shared with the holder records made from it.
     slot_home: Arc<Mutex<Option<RecordSlot>>>,
-    stem: String,
+    paths: Arc<NamePaths>,
     cache: Arc<HandleCache>,
-    name: String,
-    lock_path: PathBuf,
-    holders_dir: PathBuf,
     file_mode: u32,
     dir_mode: u32,
     /// The process that took the lock: a forked child shares the open file description
@@ -746,7 +826,7 @@ impl FileLock {
             .unwrap_or_else(PoisonError::into_inner)
             .take();
         if r.is_ok() {
-            self.cache.put(&self.stem, h);
+            self.cache.put(h);
         }
         r
     }
@@ -767,19 +847,34 @@ impl BackendLock for FileLock {
             .take();
         let slot = match reusable {
             Some(mut slot) => slot.publish(info).map(|()| slot),
-            None => RecordSlot::create(&self.holders_dir, info, self.file_mode, self.dir_mode),
+            None => RecordSlot::create(&self.paths.holders, info, self.file_mode, self.dir_mode),
         }
-        .map_err(|e| LockError::io(&self.name, "write holder record in", &self.holders_dir, e))?;
+        .map_err(|e| {
+            LockError::io(
+                &self.paths.name,
+                "write holder record in",
+                &self.paths.holders,
+                e,
+            )
+        })?;
         Ok(Box::new(ActiveRecord {
             slot: Some(slot),
             home: self.slot_home.clone(),
         }))
     }
 
+    fn hands_over_in_process(&self) -> bool {
+        true
+    }
+
+    fn renew_hold(&mut self) {
+        self.token = OnceLock::new();
+    }
+
     fn fencing_token(&self) -> u64 {
         *self.token.get_or_init(|| match &self.handles {
             Some(h) => fencing_token(&h.gate, self.mode).unwrap_or_else(|e| {
-                tracing::warn!(lock = %self.name, error = %e, "cannot read or advance the fencing token");
+                tracing::warn!(lock = %self.paths.name, error = %e, "cannot read or advance the fencing token");
                 0
             }),
             None => 0,
@@ -787,9 +882,8 @@ impl BackendLock for FileLock {
     }
 
     fn release(mut self: Box<Self>) -> Result<(), LockError> {
-        let (name, path) = (self.name.clone(), self.lock_path.clone());
         self.unlock()
-            .map_err(|e| LockError::io(&name, "unlock", &path, e))
+            .map_err(|e| LockError::io(&self.paths.name, "unlock", &self.paths.lock, e))
     }
 }
 

@@ -344,8 +344,21 @@ pub(crate) trait BackendLock: Send + fmt::Debug {
     /// first call (the file back end does), but must return the same value after that.
     fn fencing_token(&self) -> u64;
 
+    /// Whether the in-process layer may keep this lock across exclusive holders of the
+    /// process (an in-process hand-over) rather than release and take it again. Worth it
+    /// where the lock is local system calls; not on PostgreSQL, where checking the
+    /// session and moving the holder row would cost as many round trips as it saves.
+    fn hands_over_in_process(&self) -> bool {
+        false
+    }
+
+    /// A new hold begins on this lock without releasing it (an in-process hand-over from
+    /// one exclusive holder to the next): the next [`fencing_token`](Self::fencing_token)
+    /// must be a new one.
+    fn renew_hold(&mut self);
+
     /// Whether the lock is still held (a distributed back end can lose it with its
-    /// connection). Cheap: reports what is known, without a round trip.
+    /// connection). Free on files; PostgreSQL asks the server (one round trip).
     fn is_held(&self) -> bool {
         true
     }

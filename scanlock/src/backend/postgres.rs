@@ -1544,6 +1544,10 @@ impl BackendLock for PgLock {
         blocking(move || self.unlock(row))
     }
 
+    fn renew_hold(&mut self) {
+        self.token = OnceLock::new();
+    }
+
     fn fencing_token(&self) -> u64 {
         blocking(|| self.fencing_token_now())
     }

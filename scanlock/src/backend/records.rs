@@ -41,10 +41,18 @@ const INACTIVE: u8 = b'#';
 
 static RECORD_SEQ: AtomicU64 = AtomicU64::new(0);
 
-#[derive(Serialize, Deserialize)]
+#[derive(Deserialize)]
 struct Envelope {
     seq: u64,
     holder: LockInfo,
+    end: u64,
+}
+
+/// [`Envelope`] as written: borrows the holder (this runs on every acquisition).
+#[derive(Serialize)]
+struct EnvelopeRef<'a> {
+    seq: u64,
+    holder: &'a LockInfo,
     end: u64,
 }
 
@@ -108,9 +116,9 @@ impl Drop for RecordSlot {
 }
 
 fn encode(seq: u64, info: &LockInfo, pad_to: usize) -> Vec<u8> {
-    let mut v = serde_json::to_vec(&Envelope {
+    let mut v = serde_json::to_vec(&EnvelopeRef {
         seq,
-        holder: info.clone(),
+        holder: info,
         end: seq,
     })
     .expect("a LockInfo always serialises");
