@@ -748,34 +748,32 @@ fn notes(run: &RunResult, ts: &[Target]) -> String {
         let _ = writeln!(
             o,
             "**Case 1 with kept handles vs F0.** F0 is two system calls (`flock`, unlock) on an \
-             open descriptor. One scanlock acquire+release of a kept name makes seven (strace): \
-             `flock` the gate, `flock` the lock, `open` plantdb's `.info` (absent: ENOENT), \
-             `statx` the descriptor and `statx` the path (the same-inode check), unlock the gate, \
-             unlock the lock. Issued raw with no library code at all, that sequence costs \
-             {} ns EX / {} ns SH here ({} / {} F0): that is the floor of this design, and it \
-             is already above the 1.5 × F0 target. scanlock itself adds {} ns EX / {} ns SH on \
-             top of its own system calls (registry and handle-cache look-ups under mutexes, \
-             four `PathBuf`s and two `String`s allocated per acquisition, a mutex and a \
-             SipHash of the `.info` path in the plantdb watch even when no `.info` exists, \
-             boxing the back-end lock).\n\n\
-             - The same-inode check (`fstat` + `lstat` of the path) is inherent: a named lock \
-             that does not check may hold a file that another tool has unlinked or replaced, \
-             i.e. hold nothing. F1v − F1 = {} ns is its price with a raw loop.\n\
-             - The gate (2 of the 7 calls) is the price of writer preference across processes \
-             (case 5): without it plain `flock` starves writers (the raw writer above never got in).\n\
-             - The `.info` probe (a failed path lookup) is plantdb compatibility.\n\n\
-             What would reach ≤ 1.5 × F0 (proposals for the library, not made here): (a) an \
-             exclusive request first tries `flock(lock, LOCK_EX|LOCK_NB)` without the gate and \
-             only falls back to the gate when that fails: an uncontended writer then makes 5 \
-             calls instead of 7 (at a price: a writer arriving just as the lock frees can \
-             barge past a writer that waits at the gate, so writers could starve each other); (b) resolve the identity check and the `.info` probe relative to \
-             an open descriptor of `.locks/` (`fstatat(dirfd, \"S.lock\")`, `openat(dirfd, \
-             \"S.info\")`): one path component instead of the whole root path, which shrinks \
-             the lookups most for deep roots; (c) make the plantdb probe opt-out in the builder \
-             for roots no plantdb process uses; (d) cache the three paths with the handles \
-             instead of allocating them per acquisition. (a)+(c) would leave flock×4 + fstat + \
-             lstat for readers and flock×2 + fstat + lstat for writers: the writer figure could \
-             approach 1.5 × F0, the reader one cannot while the gate exists.\n",
+             open descriptor. One scanlock acquire+release of a kept name makes five (strace): \
+             `flock` the gate, `flock` the lock, `fstat` the open lock directory, unlock the \
+             gate, unlock the lock. The directory's version (its timestamps, link count and \
+             inode) stands in for two checks while it is unchanged and settled (2 s old): that \
+             the kept descriptor is still the file at the path (`fstat` + `lstat`, the \
+             same-inode check) and that no plantdb `.info` exists (a failed `open`); both run \
+             again after any change to `.locks/` (the case \"lock directory just changed\" \
+             above: {} ns, {} the steady state). Issued raw with no library code at all, the \
+             five calls cost {} ns EX / {} ns SH here ({} / {} F0): that is the floor of this \
+             design, and it is above the 1.5 × F0 target. scanlock itself adds {} ns EX / {} \
+             ns SH on top of its own system calls (registry and handle-cache look-ups under \
+             mutexes, boxing the back-end lock, the guard).\n\n\
+             - The gate (2 of the 5 calls) is the price of writer preference across processes \
+             (case 5): without it plain `flock` starves writers (the raw writer above never got \
+             in).\n\
+             - The directory's `fstat` is what lets the same-inode check (F1v − F1 = {} ns \
+             with a raw loop) and the `.info` probe be skipped.\n\n\
+             What could go further, and why it is not done: an exclusive request could try \
+             `flock(lock, LOCK_EX|LOCK_NB)` before the gate and skip the gate when that \
+             succeeds (3 calls for an uncontended writer), but a writer arriving as the lock \
+             frees would then barge past a writer waiting at the gate, and a timed waiter, \
+             which polls, could be starved by a stream of them: the gate exists to prevent \
+             exactly that. Readers must look at the gate, which costs a `flock` and an unlock \
+             however it is done.\n",
+            ns(g("sl_ex_off_changing")),
+            ratio(g("sl_ex_off_changing") / g("sl_ex_off")),
             ns(g("replay_ex")),
             ns(g("replay_sh")),
             ratio(g("replay_ex") / g("f0_ex")),
@@ -789,13 +787,15 @@ fn notes(run: &RunResult, ts: &[Target]) -> String {
         let _ = writeln!(
             o,
             "**Case 1 without kept handles vs F1v.** A name that is not in the handle cache \
-             costs two `open`s (the gate and the lock) and two `close`s on top of the seven \
-             calls above; F1v opens and closes one file. The raw replay of scanlock's sequence \
-             costs {} ns EX ({} F1v), scanlock {} ns ({} F1v); the rest is the cache \
-             eviction (a linear scan of the 64 cached names for the oldest one) and allocation. \
-             Reaching ≤ 1.3 × F1v would need the gate opened lazily (only when a writer must \
-             wait or a reader must check for one), which the gate protocol does not allow for \
-             readers; proposals (a)–(d) above narrow the gap for writers.\n",
+             costs two `open`s (the gate and the lock) and two `close`s where F1v opens and \
+             closes one file, and its fresh descriptor gets the full same-inode check and the \
+             `.info` probe (it was checked at no version of the directory yet): eleven system \
+             calls against F1v's six. The raw replay of that sequence costs {} ns EX ({} \
+             F1v), scanlock {} ns ({} F1v); the rest is the cache eviction (a linear scan of \
+             the 64 cached names for the oldest one), building the name's paths, and \
+             allocation. Reaching ≤ 1.3 × F1v would need one file per name instead of two \
+             (the gate as a byte-range lock inside the lock file, say, which would change the \
+             on-disk protocol that running processes share) and a probe-free first look.\n",
             ns(g("replay_ex_rot")),
             ratio(g("replay_ex_rot") / g("f1v_ex")),
             ns(g("sl_ex_off_rot")),
@@ -807,10 +807,17 @@ fn notes(run: &RunResult, ts: &[Target]) -> String {
             o,
             "**Case 2, metadata on.** With metadata, every new holder writes its JSON record \
              (serialising a `LockInfo`: user, pid, host, thread name, time; one `pwrite`) and \
-             marks it inactive at release (another `pwrite`); a name that is not in the handle \
-             cache also creates its record file (`O_TMPFILE` + `linkat`) and unlinks it on \
-             eviction, which costs far more than the lock itself. Use `.metadata(false)` on \
-             hot paths with many names.\n"
+             marks it inactive at release (another `pwrite`): {} ns EX here, two buffered \
+             writes to ext4 and the serialisation. That is a fixed price, so the ratio grew \
+             as the metadata-off path got cheaper (1.57× before the directory-version change \
+             took two `stat`s out of it). The one write that could go is the release's: a \
+             status reader could instead compare a record with the kernel's lock table, but \
+             not on systems without `/proc/locks`, and a reader would then see the previous \
+             holder's record for the moment between a new holder's lock and its write. A name \
+             that is not in the handle cache also creates its record file (`O_TMPFILE` + \
+             `linkat`) and unlinks it on eviction, which costs far more than the lock \
+             itself. Use `.metadata(false)` on hot paths with many names.\n",
+            ns(g("sl_ex_on") - g("sl_ex_off")),
         );
     }
     if missed("3 ") {
@@ -825,22 +832,27 @@ fn notes(run: &RunResult, ts: &[Target]) -> String {
         let bound = |sl: &str| (hold + g("f0_ex")) / (hold + g(sl));
         let _ = writeln!(
             o,
-            "**Case 4, contention.** Two things hold scanlock back here. (1) Its own cost per \
-             hold: with a {:.0} µs critical section, a worker's cycle is the hold plus one \
-             uncontended acquire+release, so even with perfect hand-overs the throughput could \
-             be at most (hold + F0) / (hold + scanlock) = {} of raw with metadata (the default) \
-             and {} without: case 1's overhead (gate, identity check, `.info` probe, holder \
-             record) caps it below the 0.8 × target before any waiting. (2) Waiting: between \
-             processes a timed wait cannot sleep in `flock` (it could not be woken at its \
-             deadline), so it polls with a back-off up to 1 ms and a released lock can sit idle \
-             until a poller looks again (`Wait::Forever` blocks in the kernel and shows what \
-             the polling costs). Raw `flock` lets the releasing worker take the lock straight \
-             back (barging): most raw holds then wait about a microsecond and a few wait a \
-             whole scheduler slice, which is why raw p99 is tiny with 2 workers while its \
-             p99.9 and max are milliseconds. What would help: cut the per-hold cost (see \
-             case 1), hand the hold over in-process without unlocking the OS lock while \
-             another thread of the process is queued for it, and let a timed waiter block in \
-             `flock` on a helper thread that is abandoned at the deadline.\n",
+            "**Case 4, contention.** Between threads of one process, scanlock hands an \
+             exclusive hold from one thread to the next without releasing the OS lock while \
+             another thread of the process waits for it (at most 16 times in a row and for \
+             2 ms, so that other processes get their turn): a hand-over then costs no system \
+             call, only the holder record's writes with metadata on. Between processes two \
+             things hold scanlock back. (1) Its own cost per hold: with a {:.0} µs critical \
+             section, a worker's cycle is the hold plus one acquire+release, so even with \
+             perfect hand-overs the throughput could be at most (hold + F0) / (hold + \
+             scanlock) = {} of raw with metadata (the default) and {} without. (2) The gate: \
+             a worker that releases and asks again finds the other process's writer waiting at \
+             the gate and queues behind it, so the hold alternates between processes and every \
+             hold starts with a wake-up in another process; raw `flock` lets the releasing \
+             worker take the lock straight back (barging), which is why raw p99 is a \
+             microsecond with 2 workers while its p99.9 and max are milliseconds. On top of \
+             that, a timed wait cannot sleep in `flock` (it could not be woken at its \
+             deadline), so it polls with a back-off up to 1 ms (`Wait::Forever` blocks in the \
+             kernel and shows what the polling costs). What would help: a timed waiter that \
+             blocks in `flock` on a helper thread and abandons it at the deadline. Not done: \
+             an abandoned helper would take the lock for an instant after the holder's \
+             release, so a timeout could leave a lock briefly taken by nobody, visible to \
+             other processes' single attempts.\n",
             hold / 1e3,
             ratio(bound("sl_ex_on")),
             ratio(bound("sl_ex_off")),
