@@ -830,6 +830,13 @@ fn notes(run: &RunResult, ts: &[Target]) -> String {
     if missed("4 ") {
         let hold = crate::run::Sizes::for_mode(false).hold_ns as f64;
         let bound = |sl: &str| (hold + g("f0_ex")) / (hold + g(sl));
+        let forever_x = |workers: usize| {
+            let row = |who| cont_row(&run.cont, Scope::Processes, workers, who);
+            match (row(Contender::ScanlockForever), row(Contender::Raw)) {
+                (Some(f), Some(r)) => f.ops_per_s / r.ops_per_s,
+                _ => f64::NAN,
+            }
+        };
         let _ = writeln!(
             o,
             "**Case 4, contention.** Between threads of one process, scanlock hands an \
@@ -848,14 +855,17 @@ fn notes(run: &RunResult, ts: &[Target]) -> String {
              microsecond with 2 workers while its p99.9 and max are milliseconds. On top of \
              that, a timed wait cannot sleep in `flock` (it could not be woken at its \
              deadline), so it polls with a back-off up to 1 ms (`Wait::Forever` blocks in the \
-             kernel and shows what the polling costs). What would help: a timed waiter that \
-             blocks in `flock` on a helper thread and abandons it at the deadline. Not done: \
-             an abandoned helper would take the lock for an instant after the holder's \
-             release, so a timeout could leave a lock briefly taken by nobody, visible to \
-             other processes' single attempts.\n",
+             kernel and shows what the polling costs). What would help: a timed waiter woken by \
+             a helper thread blocked in `flock` (on the waiter's descriptor, abandoned at the \
+             deadline, or on a second descriptor as a probe). Not done: it would start \
+             threads inside users' processes (one per blocked timed wait), and it would not \
+             reach the target either, because of (1) and (2): `Wait::Forever`, which blocks \
+             in the kernel, is at {} of raw with 2 processes and {} with 8.\n",
             hold / 1e3,
             ratio(bound("sl_ex_on")),
             ratio(bound("sl_ex_off")),
+            ratio(forever_x(2)),
+            ratio(forever_x(8)),
         );
     }
     if missed("5 writer") {
