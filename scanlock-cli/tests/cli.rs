@@ -335,6 +335,24 @@ fn run_passes_exit_codes_through_and_always_releases() {
     assert_eq!(status_json(r, "scan1").0, Some(0));
 }
 
+/// `cmd` started with the default disposition of the signals the test sends. The CLI
+/// leaves ignored signals ignored for its command (as under `nohup`), and a test run
+/// started in the background by a non-interactive shell inherits SIGINT ignored: then
+/// `sleep` would ignore it too, and the test would wait out its deadline.
+fn with_default_signals(mut cmd: Command) -> Command {
+    use std::os::unix::process::CommandExt;
+    // SAFETY: runs in the forked child before exec; signal() is async-signal-safe.
+    unsafe {
+        cmd.pre_exec(|| {
+            for sig in [libc::SIGINT, libc::SIGHUP, libc::SIGTERM] {
+                libc::signal(sig, libc::SIG_DFL);
+            }
+            Ok(())
+        });
+    }
+    cmd
+}
+
 #[test]
 fn run_forwards_signals_and_holds_the_lock_until_the_command_exits() {
     let dir = root();
@@ -348,7 +366,7 @@ fn run_forwards_signals_and_holds_the_lock_until_the_command_exits() {
         &["run", "--user", "sig", "scan1", "--", "sh", "-c", script],
     );
     cmd.stdin(Stdio::null());
-    let mut run = Bg::spawn(cmd, true);
+    let mut run = Bg::spawn(with_default_signals(cmd), true);
     assert_eq!(run.line(), "ready");
     run.signal(libc::SIGTERM);
     assert_eq!(run.line(), "got-term");
@@ -360,7 +378,7 @@ fn run_forwards_signals_and_holds_the_lock_until_the_command_exits() {
     // SIGINT and SIGHUP reach a command that does not catch them: 128 + signal.
     for sig in [libc::SIGINT, libc::SIGHUP] {
         let mut run = Bg::spawn(
-            at(
+            with_default_signals(at(
                 r,
                 &[
                     "run",
@@ -370,7 +388,7 @@ fn run_forwards_signals_and_holds_the_lock_until_the_command_exits() {
                     "-c",
                     "echo ready; exec sleep 60",
                 ],
-            ),
+            )),
             true,
         );
         assert_eq!(run.line(), "ready");
