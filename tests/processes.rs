@@ -238,6 +238,67 @@ fn writer_is_not_starved_by_reader_processes() {
     }
 }
 
+/// Reader *threads* of one process whose holds overlap (a web UI) must not keep a writer
+/// of another process out: new reader threads stop joining the process's shared hold
+/// once a writer waits at the gate, so the hold ends within about one reader hold.
+#[test]
+fn writer_is_not_starved_by_overlapping_reader_threads_of_another_process() {
+    const TEST: &str = "writer_is_not_starved_by_overlapping_reader_threads_of_another_process";
+    const HOLD: Duration = Duration::from_millis(50);
+    if role().as_deref() == Some("ui") {
+        let root = root_from_env();
+        let m = ScanLockManager::new(&root).unwrap();
+        let end = Instant::now() + LONG;
+        std::thread::scope(|s| {
+            for t in 0..4u64 {
+                let (m, root) = (m.clone(), root.clone());
+                s.spawn(move || {
+                    // Staggered by a quarter hold, so that some thread always holds.
+                    std::thread::sleep(HOLD / 4 * t as u32);
+                    while !root.join("stop").exists() && Instant::now() < end {
+                        let _g = m
+                            .acquire_lock("ui", LockType::Shared, "web-ui", Some(LONG))
+                            .unwrap();
+                        std::thread::sleep(HOLD);
+                    }
+                });
+            }
+            std::thread::sleep(HOLD);
+            signal_ready(&root);
+        });
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    let mut ui = spawn_self(TEST, "ui", &env(root));
+    await_ready(root, ui.id());
+    let m = ScanLockManager::new(root).unwrap();
+    let mut waits = Vec::new();
+    for _ in 0..3 {
+        let t = Instant::now();
+        let g = m.acquire_lock(
+            "ui",
+            LockType::Exclusive,
+            "worker",
+            Some(Duration::from_secs(2)),
+        );
+        waits.push(t.elapsed());
+        assert!(
+            g.is_ok(),
+            "writer starved by reader threads: {g:?} after {waits:?}"
+        );
+        drop(g);
+        std::thread::sleep(HOLD);
+    }
+    std::fs::write(root.join("stop"), b"").unwrap();
+    assert!(wait_deadline(&mut ui, LONG, "ui").success());
+    // About one reader hold (the longest overlapping hold ends), with room for a busy CI.
+    assert!(
+        waits.iter().all(|w| *w < HOLD * 10),
+        "writer waits {waits:?}"
+    );
+}
+
 // A forked child that drops an inherited guard never releases the parent's lock: pinned
 // for both back ends by `a_forked_child_never_releases_the_parents_lock` in semantics.rs.
 

@@ -69,6 +69,10 @@ struct State {
     /// Threads sleeping on the condition variable: wake-ups cost a syscall, so they
     /// are only sent when someone sleeps.
     sleepers: usize,
+    /// A writer of another process waits for the lock: new readers of this process no
+    /// longer join the process's shared hold, so that it drains and the writer gets in.
+    /// Cleared when the OS lock is released.
+    draining: bool,
 }
 
 /// One lock name's in-process state.
@@ -179,8 +183,14 @@ impl Entry {
             let joinable = mode == LockType::Shared
                 && st.mode == Some(LockType::Shared)
                 && !st.holders.is_empty()
-                && st.waiting_writers == 0;
-            if joinable {
+                && st.waiting_writers == 0
+                && !st.draining;
+            // Joining skips the back end's gate, where other processes' writers queue:
+            // without this look at it, reader threads that overlap keep the shared OS
+            // lock held for ever and starve a writer in another process.
+            if joinable && st.os.as_ref().is_some_and(|os| os.writer_waits_elsewhere()) {
+                st.draining = true;
+            } else if joinable {
                 break Ok(());
             }
             let may_take_os = st.holders.is_empty()
@@ -309,6 +319,7 @@ impl Entry {
         st.os_mode = None;
         st.os_since = None;
         st.kept = 0;
+        st.draining = false;
         match st.os.take() {
             Some(os) => os.release_with_holder(last),
             None => {

@@ -867,6 +867,20 @@ impl BackendLock for FileLock {
         true
     }
 
+    fn writer_waits_elsewhere(&self) -> bool {
+        // A waiting writer holds the gate exclusively (see `acquire`): a shared attempt
+        // on it fails exactly then. Held only for an instant, as every reader does.
+        let Some(h) = &self.handles else { return false };
+        match h.gate.try_lock_shared() {
+            Ok(()) => {
+                let _ = h.gate.unlock();
+                false
+            }
+            Err(std::fs::TryLockError::WouldBlock) => true,
+            Err(std::fs::TryLockError::Error(_)) => false,
+        }
+    }
+
     fn renew_hold(&mut self) {
         self.token = OnceLock::new();
     }

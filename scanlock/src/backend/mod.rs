@@ -357,6 +357,14 @@ pub(crate) trait BackendLock: Send + fmt::Debug {
     /// must be a new one.
     fn renew_hold(&mut self);
 
+    /// Whether a writer of another process waits for this lock (held shared by this
+    /// process): the in-process layer then stops letting new reader threads join the
+    /// hold, so that it ends. A back end that cannot tell returns `false` (its writers
+    /// then rely on reader holds ending by themselves).
+    fn writer_waits_elsewhere(&self) -> bool {
+        false
+    }
+
     /// Whether the lock is still held (a distributed back end can lose it with its
     /// connection). Free on files; PostgreSQL asks the server (one round trip).
     fn is_held(&self) -> bool {
