@@ -88,6 +88,14 @@ pub enum LockError {
         /// The root of the rejected call.
         requested: String,
     },
+    /// A lock root that cannot be used: the empty path, or one whose absolute form
+    /// cannot be found (no working directory).
+    InvalidRoot {
+        /// The root as given.
+        root: String,
+        /// What is wrong.
+        reason: &'static str,
+    },
 }
 
 impl LockError {
@@ -217,6 +225,9 @@ impl fmt::Display for LockError {
                 "the global lock manager already uses root {current}; cannot switch to {requested} \
                  (init_lock_root may be called again only with the same root)"
             ),
+            LockError::InvalidRoot { root, reason } => {
+                write!(f, "invalid lock root {root:?}: {reason}")
+            }
         }
     }
 }
@@ -240,6 +251,7 @@ impl From<LockError> for io::Error {
             LockError::InvalidName { .. } | LockError::InvalidUrl { .. } => {
                 io::ErrorKind::InvalidInput
             }
+            LockError::InvalidRoot { .. } => io::ErrorKind::InvalidInput,
             LockError::NotInitialized | LockError::AlreadyInitialized { .. } => {
                 io::ErrorKind::Other
             }

@@ -2,6 +2,7 @@
 
 use std::collections::HashMap;
 use std::fmt;
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, LazyLock, Mutex, MutexGuard, PoisonError, Weak};
@@ -150,8 +151,12 @@ fn shared_for(
     let (key, lock_dir) = match target {
         Target::File(root) => {
             let dir = crate::backend::file::create_lock_dir(root, dir_mode)?;
-            let key = std::fs::canonicalize(&dir).unwrap_or_else(|_| dir.clone());
-            (key.display().to_string(), dir)
+            // The directory's identity, not its path: managers on two spellings of one
+            // directory (a symlink, a bind mount) must share one in-process layer, or a
+            // thread deadlocks against itself through the alias.
+            let meta =
+                std::fs::metadata(&dir).map_err(|e| LockError::io(".locks", "inspect", &dir, e))?;
+            (format!("file\0{}:{}", meta.dev(), meta.ino()), dir)
         }
         // Two namespaces in one database are two independent lock stores.
         Target::Postgres(url) => (format!("{url}\0{}", pg.namespace), PathBuf::new()),
@@ -289,7 +294,10 @@ impl ScanLockManagerBuilder {
     ///
     /// Managers built for the same root in one process share their lock state (see the
     /// crate docs); the first one's `file_mode` and `dir_mode` apply to what they create.
-    pub fn build(self) -> Result<ScanLockManager, LockError> {
+    pub fn build(mut self) -> Result<ScanLockManager, LockError> {
+        if let Target::File(root) = &self.target {
+            self.target = Target::File(resolve_root(root)?);
+        }
         let (lock_dir, shared) = shared_for(&self.target, self.file_mode, self.dir_mode, &self.pg)?;
         let root = match &self.target {
             Target::File(root) => root.clone(),
@@ -310,6 +318,25 @@ impl ScanLockManagerBuilder {
         }
         Ok(m)
     }
+}
+
+/// The root as an absolute path, fixed once when the manager is built: a relative root
+/// resolved again on every open would follow the process's `chdir`s to other
+/// directories' files. No symlink is resolved (the lock directory's identity is what
+/// tells two spellings apart, see `shared_for`).
+fn resolve_root(root: &Path) -> Result<PathBuf, LockError> {
+    if root.as_os_str().is_empty() {
+        return Err(LockError::InvalidRoot {
+            root: String::new(),
+            reason: "the empty path is not a lock root; give the scans directory, \
+                     e.g. \"/var/lib/scans\" (use \".\" for the working directory)",
+        });
+    }
+    std::path::absolute(root).map_err(|_| LockError::InvalidRoot {
+        root: root.display().to_string(),
+        reason: "a relative root needs a working directory, and there is none; \
+                 give an absolute path",
+    })
 }
 
 #[cfg(feature = "postgres")]
@@ -386,7 +413,8 @@ impl ScanLockManager {
         &self.inner.target
     }
 
-    /// The root given at construction (empty for a non-file back end).
+    /// The root, made absolute when the manager was built (empty for a non-file back
+    /// end).
     pub fn root(&self) -> &Path {
         &self.inner.root
     }
