@@ -414,15 +414,25 @@ impl Backend for FileBackend {
             // and the two `stat`s of the check are skipped.
             let verified = version.is_some() && version == h.verified_at;
             if !verified {
-                if !still_at_path(&h.main, &paths.lock)
-                    .map_err(|e| io_err("inspect", &paths.lock, e))?
-                {
+                // The gate is checked as the lock is: a deleted or replaced gate would
+                // split writer preference in two and keep a stale fencing token.
+                let gate_ok = still_at_path(&h.gate, &paths.gate)
+                    .map_err(|e| io_err("inspect", &paths.gate, e))?;
+                let main_ok = gate_ok
+                    && still_at_path(&h.main, &paths.lock)
+                        .map_err(|e| io_err("inspect", &paths.lock, e))?;
+                if !main_ok {
                     tracing::debug!(
                         lock = name.as_str(),
-                        "lock file was replaced while waiting; retrying"
+                        gate_replaced = !gate_ok,
+                        "lock or gate file was replaced while waiting; retrying"
                     );
                     let _ = (h.main.unlock(), h.gate.unlock());
-                    h.main = self.open_lock_file(name, &paths.lock)?;
+                    if gate_ok {
+                        h.main = self.open_lock_file(name, &paths.lock)?;
+                    } else {
+                        h.gate = self.open_lock_file(name, &paths.gate)?;
+                    }
                     h.verified_at = None;
                     relinks += 1;
                     if wait.deadline == super::Deadline::Try && relinks >= TRY_RELINK_ATTEMPTS {
@@ -508,7 +518,7 @@ impl Backend for FileBackend {
                     }
                     strongest(holders.iter().map(|h| h.lock_type))
                 }
-                None => recorded,
+                None => recorded.or_else(|| probe_exclusive(&lock_path)),
             },
         };
         // A writer waits while holding the gate exclusively (and lets go once it holds
@@ -586,6 +596,26 @@ impl Backend for FileBackend {
             }
         }
         Ok(names)
+    }
+}
+
+/// Without the kernel's lock table (no `/proc`) and without any record, the only way
+/// to tell a held lock from a free one: a shared attempt, let go at once, fails exactly
+/// while someone holds it exclusively (a record-less holder: `flock(1)`, another tool).
+/// A lock held shared by record-less holders still looks free there (documented).
+fn probe_exclusive(path: &Path) -> Option<LockType> {
+    let f = OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+        .open(path)
+        .ok()?;
+    if !f.metadata().ok()?.is_file() {
+        return None;
+    }
+    match f.try_lock_shared() {
+        Ok(()) => None,
+        Err(std::fs::TryLockError::WouldBlock) => Some(LockType::Exclusive),
+        Err(std::fs::TryLockError::Error(_)) => None,
     }
 }
 
@@ -845,9 +875,15 @@ impl BackendLock for FileLock {
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .take();
+        let create =
+            || RecordSlot::create(&self.paths.holders, info, self.file_mode, self.dir_mode);
         let slot = match reusable {
-            Some(mut slot) => slot.publish(info).map(|()| slot),
-            None => RecordSlot::create(&self.paths.holders, info, self.file_mode, self.dir_mode),
+            // A deleted record (NotFound) is replaced by a new one at the path.
+            Some(mut slot) => match slot.publish(info) {
+                Err(e) if e.kind() == io::ErrorKind::NotFound => create(),
+                other => other.map(|()| slot),
+            },
+            None => create(),
         }
         .map_err(|e| {
             LockError::io(

@@ -89,8 +89,17 @@ impl RecordSlot {
         })
     }
 
-    /// Shows `info` in this (inactive) record.
+    /// Shows `info` in this (inactive) record. `NotFound` when the record file was
+    /// deleted (e.g. with the whole `.locks`): writing on would show nobody, so the
+    /// caller makes a new record instead.
     pub(crate) fn publish(&mut self, info: &LockInfo) -> io::Result<()> {
+        use std::os::unix::fs::MetadataExt;
+        if self.file.metadata()?.nlink() == 0 {
+            return Err(io::Error::new(
+                io::ErrorKind::NotFound,
+                "the holder record was deleted",
+            ));
+        }
         self.seq += 1;
         let content = encode(self.seq, info, self.len);
         self.file.write_all_at(&content, 0)?;
@@ -98,8 +107,12 @@ impl RecordSlot {
         Ok(())
     }
 
-    /// Marks the record inactive (its holder left; the process lives on).
+    /// Marks the record inactive (its holder left; the process lives on). A forked child
+    /// shares the parent's open record and must not write it: the parent still holds.
     pub(crate) fn deactivate(&self) -> io::Result<()> {
+        if self.pid != crate::info::current_pid() {
+            return Ok(());
+        }
         self.file.write_all_at(&[INACTIVE], 0)
     }
 }
@@ -171,28 +184,36 @@ fn create_locked(
                 match link_follow(Path::new(&proc_path), &path) {
                     Ok(()) => return Ok((file, path)),
                     Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
+                    // No /proc (chroot, minimal container): an anonymous file cannot be
+                    // named, so take the rename path (before: no record was ever
+                    // published there).
+                    Err(e) if is_unsupported(&e) => return create_renamed(dir, content, mode),
                     Err(e) => return Err(e),
                 }
             }
         }
-        Err(e) if is_unsupported(&e) => {
-            let seq = RECORD_SEQ.fetch_add(1, Ordering::Relaxed);
-            let tmp = dir.join(format!("{TMP_PREFIX}{}", record_file_name(seq)));
-            let file = OpenOptions::new()
-                .read(true)
-                .write(true)
-                .create_new(true)
-                .mode(mode)
-                .custom_flags(libc::O_NOFOLLOW)
-                .open(&tmp)?;
-            file.lock_shared()?;
-            file.write_all_at(content, 0)?;
-            let path = dir.join(record_file_name(seq));
-            fs::rename(&tmp, &path)?;
-            Ok((file, path))
-        }
+        Err(e) if is_unsupported(&e) => create_renamed(dir, content, mode),
         Err(e) => Err(e),
     }
+}
+
+/// [`create_locked`] where `O_TMPFILE` + `linkat` is not available: a hidden temporary
+/// name, locked and written before it is renamed to its record name.
+fn create_renamed(dir: &Path, content: &[u8], mode: u32) -> io::Result<(File, PathBuf)> {
+    let seq = RECORD_SEQ.fetch_add(1, Ordering::Relaxed);
+    let tmp = dir.join(format!("{TMP_PREFIX}{}", record_file_name(seq)));
+    let file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create_new(true)
+        .mode(mode)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(&tmp)?;
+    file.lock_shared()?;
+    file.write_all_at(content, 0)?;
+    let path = dir.join(record_file_name(seq));
+    fs::rename(&tmp, &path)?;
+    Ok((file, path))
 }
 
 fn is_unsupported(e: &io::Error) -> bool {
