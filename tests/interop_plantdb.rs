@@ -820,8 +820,9 @@ fn a_slow_plantdb_release_after_a_long_hold_keeps_a_waiter_out() {
     );
     std::thread::scope(|s| {
         let waiter = s.spawn(|| {
+            // Handed back to the main thread: a movable guard.
             let g = m
-                .acquire_lock_with("scan001", LockType::Exclusive, "worker", Wait::Forever)
+                .acquire_lock_send("scan001", LockType::Exclusive, "worker", Wait::Forever)
                 .unwrap();
             let held = held_inode(&lock);
             (g, held)

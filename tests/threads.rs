@@ -56,8 +56,10 @@ fn exclusive_excludes_other_threads_even_with_the_same_user() {
     drop(g);
     std::thread::scope(|s| {
         s.spawn(|| {
-            m.try_acquire_lock("scan001", LockType::Exclusive, "same")
-                .unwrap()
+            drop(
+                m.try_acquire_lock("scan001", LockType::Exclusive, "same")
+                    .unwrap(),
+            );
         });
     });
 }
@@ -134,8 +136,10 @@ fn reentrancy_is_counted_per_thread() {
     drop(x2);
     std::thread::scope(|s| {
         s.spawn(|| {
-            m.try_acquire_lock("scan001", LockType::Shared, "v")
-                .unwrap()
+            drop(
+                m.try_acquire_lock("scan001", LockType::Shared, "v")
+                    .unwrap(),
+            );
         });
     });
 
@@ -157,8 +161,10 @@ fn reentrancy_is_counted_per_thread() {
     drop(r2);
     std::thread::scope(|s| {
         s.spawn(|| {
-            m.try_acquire_lock("scan002", LockType::Exclusive, "v")
-                .unwrap()
+            drop(
+                m.try_acquire_lock("scan002", LockType::Exclusive, "v")
+                    .unwrap(),
+            );
         });
     });
 }
@@ -314,13 +320,15 @@ fn a_release_hands_over_to_a_forever_waiter() {
 fn guards_release_from_other_threads() {
     let (_d, m) = manager();
     let g = m
-        .acquire_lock("scan001", LockType::Exclusive, "w", None)
+        .acquire_lock_send("scan001", LockType::Exclusive, "w", scanlock::Wait::Default)
         .unwrap();
     std::thread::spawn(move || drop(g)).join().unwrap();
     std::thread::scope(|s| {
         s.spawn(|| {
-            m.try_acquire_lock("scan001", LockType::Exclusive, "v")
-                .unwrap()
+            drop(
+                m.try_acquire_lock("scan001", LockType::Exclusive, "v")
+                    .unwrap(),
+            );
         });
     });
 }
@@ -357,6 +365,7 @@ fn status_reports_waiting_writers_and_names() {
         let w = s.spawn(|| {
             m.acquire_lock("scan001", LockType::Exclusive, "w", Some(LONG))
                 .unwrap()
+                .release()
         });
         assert!(
             eventually(LONG, || m
@@ -367,7 +376,7 @@ fn status_reports_waiting_writers_and_names() {
             "the waiting writer never showed in status"
         );
         drop(r);
-        drop(w.join().unwrap());
+        w.join().unwrap().unwrap();
     });
     assert!(
         m.get_lock_status("scan001")

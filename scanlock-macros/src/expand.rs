@@ -266,7 +266,7 @@ fn generate(
     Ok(quote! {
         #(#attrs)*
         #vis #sig {
-            let __scanlock_guard: ::scanlock::__private::LockGuard = {
+            let __scanlock_guard = {
                 let __scanlock_manager: &::scanlock::__private::ScanLockManager = #manager;
                 let __scanlock_name: ::std::string::String = #name;
                 let __scanlock_user: &::core::primitive::str = #user;

@@ -3,7 +3,7 @@
 
 use std::future::Future;
 
-pub use crate::{LockError, LockGuard, LockType, ScanLockManager, Wait};
+pub use crate::{LockError, LockGuard, LockType, ScanLockManager, SendLockGuard, Wait};
 
 /// The global manager set by [`init_lock_root`](crate::init_lock_root).
 pub fn global() -> Result<&'static ScanLockManager, LockError> {
@@ -28,7 +28,7 @@ pub fn acquire_async(
     lock_type: LockType,
     user: &str,
     wait: Wait,
-) -> impl Future<Output = Result<LockGuard, LockError>> + Send + 'static {
+) -> impl Future<Output = Result<SendLockGuard, LockError>> + Send + 'static {
     manager.acquire_lock_async(name, lock_type, user, wait)
 }
 

@@ -18,13 +18,14 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{Context, Poll, Waker};
 
 use crate::backend::{Deadline, WaitCtx};
+use crate::guard::SendLockGuard;
 use crate::local::HolderKey;
 use crate::manager::Wait;
-use crate::{LockError, LockGuard, LockType, ScanLockManager};
+use crate::{LockError, LockType, ScanLockManager};
 
 #[derive(Default)]
 struct Slot {
-    result: Option<Result<LockGuard, LockError>>,
+    result: Option<Result<SendLockGuard, LockError>>,
     waker: Option<Waker>,
     abandoned: bool,
 }
@@ -51,6 +52,18 @@ impl std::fmt::Debug for AcquireFuture {
 }
 
 impl ScanLockManager {
+    fn take_send(
+        &self,
+        name: &str,
+        lock_type: LockType,
+        user: &str,
+        wait: WaitCtx,
+        key: HolderKey,
+    ) -> Result<SendLockGuard, LockError> {
+        let entry = self.take(name, lock_type, user, wait, key)?;
+        Ok(SendLockGuard::new(self.clone(), entry, key, lock_type))
+    }
+
     /// Takes `name` from async code: the executor thread never blocks, the returned
     /// future is `Send + 'static`, and dropping it while it waits leaves nothing locked.
     ///
@@ -84,7 +97,7 @@ impl ScanLockManager {
 }
 
 impl Future for AcquireFuture {
-    type Output = Result<LockGuard, LockError>;
+    type Output = Result<SendLockGuard, LockError>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.get_mut();
@@ -93,13 +106,10 @@ impl Future for AcquireFuture {
                 deadline: Deadline::Try,
                 ..wait.clone()
             };
-            match this.manager.acquire_inner(
-                &this.name,
-                this.lock_type,
-                &this.user,
-                first,
-                this.key,
-            ) {
+            match this
+                .manager
+                .take_send(&this.name, this.lock_type, &this.user, first, this.key)
+            {
                 Err(LockError::WouldBlock { .. }) if wait.deadline != Deadline::Try => {}
                 done => return Poll::Ready(done),
             }
@@ -123,7 +133,7 @@ impl Future for AcquireFuture {
             let spawned = std::thread::Builder::new()
                 .name("scanlock-wait".into())
                 .spawn(move || {
-                    let r = manager.acquire_inner(&name, lock_type, &user, ctx, key);
+                    let r = manager.take_send(&name, lock_type, &user, ctx, key);
                     let mut s = thread_slot.lock().unwrap_or_else(PoisonError::into_inner);
                     if s.abandoned {
                         drop(s);

@@ -82,7 +82,7 @@ pub use async_acquire::AcquireFuture;
 pub use backend::{file_url_root, redact_url};
 pub use error::LockError;
 pub use global::{URL_ENV, global_manager, init_lock_root, init_lock_url};
-pub use guard::LockGuard;
+pub use guard::{LockGuard, SendLockGuard};
 pub use info::LockInfo;
 pub use manager::{
     CleanupReport, DEFAULT_TIMEOUT, LockStatus, ScanLockManager, ScanLockManagerBuilder,

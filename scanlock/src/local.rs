@@ -25,12 +25,17 @@ use crate::info::LockInfo;
 use crate::name::LockName;
 use crate::{LockError, LockType};
 
-/// Who holds: a thread (re-entrant) or one async acquisition (never re-entrant, since a
-/// task moves between threads and cannot be recognised when it asks again).
+/// Who holds: a thread or tokio task (re-entrant) or one movable guard (never
+/// re-entrant: it may move between threads, so it cannot be recognised when it asks
+/// again).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum HolderKey {
     Thread(ThreadId),
+    /// One [`SendLockGuard`](crate::SendLockGuard)'s acquisition (async or movable).
     Task(u64),
+    /// A tokio task using the blocking API (re-entrant within the task).
+    #[cfg(feature = "tokio")]
+    TokioTask(tokio::task::Id),
 }
 
 /// How a wait on the in-process condition variable may sleep when the caller can be

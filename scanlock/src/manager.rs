@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::backend::file::FileBackend;
 use crate::backend::{Backend, Deadline, PgOptions, Target, WaitCtx};
-use crate::guard::LockGuard;
+use crate::guard::{LockGuard, SendLockGuard};
 use crate::info::LockInfo;
 use crate::local::{Entry, HolderKey};
 use crate::name::LockName;
@@ -24,6 +24,18 @@ pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
 const SLOW_WAIT: Duration = Duration::from_secs(5);
 
 static TASK_SEQ: AtomicU64 = AtomicU64::new(0);
+
+/// The holder of a blocking acquisition: the calling thread or, with the `tokio`
+/// feature inside a tokio task, the task, so that two tasks sharing a runtime thread are
+/// two holders. Without the feature such tasks cannot be told apart (see the crate
+/// docs): they should use the async API or [`ScanLockManager::acquire_lock_send`].
+fn thread_key() -> HolderKey {
+    #[cfg(feature = "tokio")]
+    if let Some(id) = tokio::task::try_id() {
+        return HolderKey::TokioTask(id);
+    }
+    HolderKey::Thread(std::thread::current().id())
+}
 
 /// How long an acquisition may wait.
 ///
@@ -466,8 +478,40 @@ impl ScanLockManager {
         user: &str,
         wait: Wait,
     ) -> Result<LockGuard, LockError> {
-        let key = HolderKey::Thread(std::thread::current().id());
-        self.acquire_inner(name, lock_type, user, self.wait_ctx(wait), key)
+        let key = thread_key();
+        let entry = self.take(name, lock_type, user, self.wait_ctx(wait), key)?;
+        Ok(LockGuard::new(self.clone(), entry, key, lock_type))
+    }
+
+    /// Takes `name` for a guard that may move to another thread (a [`SendLockGuard`]),
+    /// with any [`Wait`] policy. Never re-entrant: the holder is the guard, so asking
+    /// again for the same name from any thread waits for it (or times out).
+    ///
+    /// ```
+    /// # use scanlock::{LockType, ScanLockManager, Wait};
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// let m = ScanLockManager::new(dir.path())?;
+    /// let g = m.acquire_lock_send("scan001", LockType::Exclusive, "mover", Wait::Default)?;
+    /// // Not re-entrant: the same thread cannot get in again while `g` lives.
+    /// assert!(m.try_acquire_lock("scan001", LockType::Exclusive, "mover").is_err());
+    /// std::thread::spawn(move || drop(g)).join().unwrap();
+    /// # Ok::<(), scanlock::LockError>(())
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// As [`acquire_lock`](Self::acquire_lock), except `WouldDeadlock` (a guard never
+    /// re-enters).
+    pub fn acquire_lock_send(
+        &self,
+        name: &str,
+        lock_type: LockType,
+        user: &str,
+        wait: Wait,
+    ) -> Result<SendLockGuard, LockError> {
+        let key = Self::task_key();
+        let entry = self.take(name, lock_type, user, self.wait_ctx(wait), key)?;
+        Ok(SendLockGuard::new(self.clone(), entry, key, lock_type))
     }
 
     pub(crate) fn wait_ctx(&self, wait: Wait) -> WaitCtx {
@@ -492,18 +536,25 @@ impl ScanLockManager {
         HolderKey::Task(TASK_SEQ.fetch_add(1, Ordering::Relaxed))
     }
 
-    pub(crate) fn acquire_inner(
+    /// Takes `name` for `key` in the in-process layer (and, through it, the back end);
+    /// the caller wraps the entry in the guard type that fits the key.
+    pub(crate) fn take(
         &self,
         name: &str,
         lock_type: LockType,
         user: &str,
         wait: WaitCtx,
         key: HolderKey,
-    ) -> Result<LockGuard, LockError> {
+    ) -> Result<Arc<Entry>, LockError> {
         let lname = LockName::new(name)?;
         let entry = self.entry(&lname);
         let info = self.inner.metadata.then(|| {
-            LockInfo::for_current_thread(name, user, lock_type, matches!(key, HolderKey::Task(_)))
+            LockInfo::for_current_thread(
+                name,
+                user,
+                lock_type,
+                !matches!(key, HolderKey::Thread(_)),
+            )
         });
         tracing::debug!(lock = name, ?lock_type, user, "acquiring");
         let result = entry.acquire(
@@ -534,7 +585,7 @@ impl ScanLockManager {
                         "acquired"
                     );
                 }
-                Ok(LockGuard::new(self.clone(), entry, key, lock_type))
+                Ok(entry)
             }
             Err(e) => {
                 drop(entry);
@@ -694,7 +745,9 @@ mod tests {
     fn manager_and_guard_are_send_sync() {
         fn check<T: Send + Sync + Clone>() {}
         check::<ScanLockManager>();
-        fn send<T: Send>() {}
-        send::<LockGuard>();
+        fn send<T: Send + Sync>() {}
+        send::<SendLockGuard>();
+        fn sync<T: Sync>() {}
+        sync::<LockGuard>();
     }
 }
