@@ -32,7 +32,11 @@
 //!   the same `user` still exclude each other.
 //! - **Re-entrant per thread.** A thread may take a lock again while it holds it
 //!   (shared in shared, anything in exclusive); each guard counts once. Asking for
-//!   exclusive while holding shared returns [`LockError::WouldDeadlock`] at once.
+//!   exclusive while holding shared returns [`LockError::WouldDeadlock`] at once. So a
+//!   thread's [`LockGuard`] is `!Send`; a guard that may move between threads is a
+//!   [`SendLockGuard`] ([`ScanLockManager::acquire_lock_send`],
+//!   [`ScanLockManager::acquire_lock_async`]), which is never re-entrant. With the
+//!   `tokio` feature, the blocking API's holder inside a tokio task is the task.
 //! - **Writers are not starved**, neither by readers in this process (new readers queue
 //!   behind a waiting writer) nor by readers in other processes (a per-name gate file).
 //! - **Waiting.** `None` waits the default timeout (30 s), `Some(d)` waits `d`,
