@@ -31,6 +31,8 @@ pub struct LockView {
     pub waiting_writers: Vec<u32>,
     /// Records left by dead holders.
     pub stale_records: usize,
+    /// Damage in this name's files that status worked around.
+    pub problems: Vec<String>,
 }
 
 impl LockView {
@@ -42,6 +44,7 @@ impl LockView {
             holders: Vec::new(),
             waiting_writers: Vec::new(),
             stale_records: 0,
+            problems: Vec::new(),
         }
     }
 }
@@ -91,6 +94,7 @@ pub fn snapshot(
             holders,
             waiting_writers,
             stale_records: s.stale_records,
+            problems: s.problems,
         });
     }
     Ok(views)
@@ -267,6 +271,9 @@ fn notes(v: &LockView, out: &mut String) {
             v.stale_records
         ));
     }
+    for p in &v.problems {
+        out.push_str(&format!("  damaged: {p}\n"));
+    }
 }
 
 /// `status --json`, schema version 1 (documented in `status --help` and the README).
@@ -301,6 +308,7 @@ impl StatusJson {
                     holders: v.holders.iter().map(|h| HolderJson::new(h, now)).collect(),
                     waiting_writers: v.waiting_writers.clone(),
                     stale_records: v.stale_records,
+                    problems: v.problems.clone(),
                 })
                 .collect(),
         }
@@ -320,6 +328,8 @@ struct LockJson {
     waiting_writers: Vec<u32>,
     /// Records of dead holders.
     stale_records: usize,
+    /// Damage in this name's files that status worked around (empty when none).
+    problems: Vec<String>,
 }
 
 /// One holder in the JSON outputs. Its own type rather than `LockInfo`'s serde form, so
@@ -397,6 +407,7 @@ mod tests {
                 ],
                 waiting_writers: vec![99],
                 stale_records: 2,
+                problems: vec![],
             },
             LockView::free("scan001"),
         ];
@@ -429,6 +440,7 @@ mod tests {
             holders: vec![holder("", 5, "", "", 0), holder("u", 6, "h", "main", 40)],
             waiting_writers: vec![],
             stale_records: 0,
+            problems: vec![],
         };
         let json = serde_json::to_value(StatusJson::new("b", &[v], now)).unwrap();
         let h = &json["locks"][0]["holders"];

@@ -848,3 +848,38 @@ fn unique_suffix() -> u128 {
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_nanos())
 }
+
+/// Planted files never crash `status`, `watch`-style listings or `clean`: names that
+/// decode to nothing are skipped, and one name's damaged records are reported in its
+/// own row while every other lock is shown.
+#[test]
+fn status_and_clean_survive_planted_files_and_report_damage_per_name() {
+    let dir = root();
+    let locks = dir.path().join(".locks");
+    std::fs::create_dir(&locks).unwrap();
+    for f in ["%.lock", "%.info", "%%00.lock"] {
+        std::fs::write(locks.join(f), b"").unwrap();
+    }
+    std::fs::write(locks.join("good.lock"), b"").unwrap();
+    std::fs::write(locks.join("bad.lock"), b"").unwrap();
+    std::fs::write(locks.join("bad.holders"), b"not a directory").unwrap();
+    let out = output(at(dir.path(), &["status"]));
+    assert_eq!(out.code, Some(0), "{out:?}");
+    assert!(
+        out.stdout.contains("good") && out.stdout.contains("bad"),
+        "{out:?}"
+    );
+    assert!(out.stdout.contains("damaged:"), "{out:?}");
+    let json = output(at(dir.path(), &["status", "--json"])).json();
+    let bad = json["locks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|l| l["name"] == "bad")
+        .unwrap()
+        .clone();
+    assert!(!bad["problems"].as_array().unwrap().is_empty(), "{json}");
+    assert_eq!(json["locks"].as_array().unwrap().len(), 2, "{json}");
+    let clean = output(at(dir.path(), &["clean"]));
+    assert_ne!(clean.code, Some(101), "{clean:?}");
+}

@@ -79,6 +79,11 @@ pub struct LockStatus {
     /// their connections' `application_name`).
     #[serde(default)]
     pub waiting_writers: Vec<u32>,
+    /// Damage found in this name's files that status worked around, one message each
+    /// (e.g. a regular file where its holder records' directory belongs). Empty when
+    /// everything is in order.
+    #[serde(default)]
+    pub problems: Vec<String>,
 }
 
 /// Metadata of a holder that is gone, found by

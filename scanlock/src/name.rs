@@ -117,6 +117,11 @@ pub(crate) fn name_for_stem(stem: &str) -> Option<String> {
             }
         }
         let name = String::from_utf8(out).ok()?;
+        // A planted file (`%.lock`, `%%00.lock`) decodes to no valid name: the empty
+        // string (on which `stem_for` must never be called) or one with a NUL.
+        if LockName::new(&name).is_err() {
+            return None;
+        }
         return (stem_for(&name) == stem).then_some(name);
     }
     (!stem.is_empty() && stem_for(stem) == stem).then(|| stem.to_owned())
@@ -126,6 +131,26 @@ pub(crate) fn name_for_stem(stem: &str) -> Option<String> {
 mod tests {
     use super::*;
     use std::collections::HashMap;
+
+    #[test]
+    fn stems_that_decode_to_no_valid_name_are_none_never_a_panic() {
+        for stem in [
+            "%", "%%00", "%%", "%%0", "%%zz", "%%c3", "", "%a%00b", "%%2e%00",
+        ] {
+            assert_eq!(name_for_stem(stem), None, "{stem:?}");
+        }
+    }
+
+    proptest::proptest! {
+        /// Any file stem: no panic, and a decoded name maps back to that very stem.
+        #[test]
+        fn any_stem_decodes_totally(stem in "%?[%0-9a-fA-F.\\x00-\\x7f]{0,12}") {
+            if let Some(name) = name_for_stem(&stem) {
+                let n = LockName::new(&name).unwrap();
+                proptest::prop_assert_eq!(n.stem(), stem.as_str());
+            }
+        }
+    }
 
     #[test]
     fn plain_names_map_to_themselves() {

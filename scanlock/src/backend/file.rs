@@ -229,14 +229,35 @@ impl FileBackend {
         Some(record)
     }
 
+    /// Opens (creating if needed) a lock or gate file: a regular file, or a typed error
+    /// naming it at once. Opened with `O_NONBLOCK` (no effect on `flock`), so that a FIFO
+    /// or device planted in its place cannot hang the open, whatever the timeout.
     fn open_lock_file(&self, name: &LockName, path: &Path) -> Result<File, LockError> {
+        let file = self.open_lock_path(name, path)?;
+        match file.metadata() {
+            Ok(m) if m.is_file() => Ok(file),
+            Ok(_) => Err(LockError::io(
+                name.as_str(),
+                "use",
+                path,
+                io::Error::new(
+                    io::ErrorKind::InvalidInput,
+                    "not a regular file (a FIFO, socket, device or directory is in the way); \
+                     remove it",
+                ),
+            )),
+            Err(e) => Err(LockError::io(name.as_str(), "inspect", path, e)),
+        }
+    }
+
+    fn open_lock_path(&self, name: &LockName, path: &Path) -> Result<File, LockError> {
         let open_rw = || {
             OpenOptions::new()
                 .read(true)
                 .write(true)
                 .create(true)
                 .mode(self.file_mode)
-                .custom_flags(libc::O_NOFOLLOW)
+                .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
                 .open(path)
         };
         let rw = match open_rw() {
@@ -260,7 +281,7 @@ impl FileBackend {
             {
                 OpenOptions::new()
                     .read(true)
-                    .custom_flags(libc::O_NOFOLLOW)
+                    .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
                     .open(path)
                     .map_err(|ro| {
                         // A missing file that cannot be created: the first error says
@@ -471,9 +492,18 @@ impl Backend for FileBackend {
 
     fn status(&self, name: &LockName) -> Result<LockStatus, LockError> {
         let lock_path = self.path(name, LOCK_SUFFIX);
-        let records = read_records(&self.path(name, HOLDERS_SUFFIX), false).map_err(|e| {
-            LockError::io(name.as_str(), "read", &self.path(name, HOLDERS_SUFFIX), e)
-        })?;
+        let holders_path = self.path(name, HOLDERS_SUFFIX);
+        let mut problems = Vec::new();
+        let records = match read_records(&holders_path, false) {
+            Ok(r) => r,
+            // Damage to this name's records must not hide its state (nor, in a listing,
+            // every other name's): report it, and show what the kernel knows.
+            Err(e) if e.kind() == io::ErrorKind::InvalidInput => {
+                problems.push(format!("{}: {e}", holders_path.display()));
+                super::records::Records::default()
+            }
+            Err(e) => return Err(LockError::io(name.as_str(), "read", &holders_path, e)),
+        };
         let mut holders = records.live;
         let proc_locks = read_proc_locks();
         let kernel = proc_locks.as_deref().map(|t| kernel_holders(t, &lock_path));
@@ -537,6 +567,7 @@ impl Backend for FileBackend {
             holders,
             stale_records: records.stale.len() + usize::from(stale_info),
             waiting_writers,
+            problems,
         })
     }
 

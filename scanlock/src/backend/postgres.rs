@@ -1156,6 +1156,7 @@ impl PgBackend {
             holders,
             stale_records,
             waiting_writers,
+            problems: Vec::new(),
         })
     }
 

@@ -280,6 +280,7 @@ pub(crate) fn decode(bytes: &[u8]) -> Option<LockInfo> {
 }
 
 /// What a `.holders` directory says.
+#[derive(Default)]
 pub(crate) struct Records {
     /// Holders of live processes.
     pub(crate) live: Vec<LockInfo>,
