@@ -193,6 +193,10 @@ pub struct RunArgs {
     /// notice, when stderr is a terminal)
     #[arg(short = 'v', long)]
     pub verbose: bool,
+    /// Do not let the command inherit the lock: it is released when the command
+    /// exits, even if processes the command started in the background live on
+    #[arg(short = 'o', long)]
+    pub close: bool,
     /// The lock's name, e.g. scan001
     #[arg(value_name = "NAME", value_parser = parse_name)]
     pub name: String,
