@@ -848,3 +848,62 @@ fn unique_suffix() -> u128 {
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_nanos())
 }
+
+/// Issue #16 item 5: the command inherits the lock, so a background process it started
+/// keeps the lock held after scanlock is SIGKILLed, until that process ends.
+#[test]
+fn run_lock_outlives_a_sigkilled_scanlock_while_the_commands_children_live() {
+    let dir = root();
+    let pidfile = dir.path().join("pid");
+    let script = format!(
+        "sleep 30 >/dev/null 2>&1 & echo $! > {}; wait",
+        pidfile.display()
+    );
+    let cmd = at(dir.path(), &["run", "inherit", "--", "sh", "-c", &script]);
+    let bg = Bg::spawn(cmd, false);
+    wait_held_by(dir.path(), "inherit", bg.pid());
+    eventually("the grandchild wrote its pid", || {
+        std::fs::read_to_string(&pidfile).is_ok_and(|s| s.trim().parse::<u32>().is_ok())
+    });
+    let grandchild: u32 = std::fs::read_to_string(&pidfile)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    // SAFETY: kill on our own child.
+    unsafe { libc::kill(bg.pid() as i32, libc::SIGKILL) };
+    eventually("scanlock is gone", || !alive(bg.pid()));
+    let m = ScanLockManager::builder(dir.path())
+        .cleanup_on_start(false)
+        .build()
+        .unwrap();
+    assert!(alive(grandchild));
+    assert!(matches!(
+        m.try_acquire_lock("inherit", scanlock::LockType::Exclusive, "t"),
+        Err(scanlock::LockError::WouldBlock { .. })
+    ));
+    // SAFETY: the grandchild is a sleep we started.
+    unsafe { libc::kill(grandchild as i32, libc::SIGKILL) };
+    eventually("the lock is free once the grandchild is gone", || {
+        m.try_acquire_lock("inherit", scanlock::LockType::Exclusive, "t")
+            .is_ok()
+    });
+    // -o/--close: today's behaviour, the background process does not keep the lock.
+    let script = format!("sleep 30 >/dev/null 2>&1 & echo $! > {}", pidfile.display());
+    let out = output(at(
+        dir.path(),
+        &["run", "-o", "closed", "--", "sh", "-c", &script],
+    ));
+    assert_eq!(out.code, Some(0), "{out:?}");
+    let bgpid: u32 = std::fs::read_to_string(&pidfile)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    assert!(
+        m.try_acquire_lock("closed", scanlock::LockType::Exclusive, "t")
+            .is_ok()
+    );
+    // SAFETY: a sleep we started.
+    unsafe { libc::kill(bgpid as i32, libc::SIGKILL) };
+}
