@@ -123,8 +123,11 @@ pub enum Command {
             Exits with COMMAND's exit code, or 128+S if a signal S killed it. SIGINT, \
             SIGTERM, SIGHUP, SIGQUIT, SIGUSR1 and SIGUSR2 sent to scanlock are passed to \
             COMMAND (signals a terminal sends reach COMMAND directly and are not sent \
-            twice); scanlock keeps the lock until COMMAND has exited. On Linux, COMMAND is \
-            killed if scanlock itself is killed (SIGKILL), so it never runs unlocked.\n\n\
+            twice); scanlock keeps the lock until COMMAND has exited.\n\n\
+            COMMAND inherits the lock (the locked file's descriptor, as with flock(1); \
+            file back end only), so the lock stays held while anything COMMAND started \
+            lives, even if scanlock is killed (SIGKILL; on Linux COMMAND itself is then \
+            killed too). -o/--close: COMMAND does not inherit it.\n\n\
             Options go before NAME; everything after NAME (or after --) is the command.",
         after_long_help = EXIT_CODES
     )]
