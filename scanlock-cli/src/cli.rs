@@ -172,22 +172,24 @@ pub struct RunArgs {
     #[arg(short = 's', long, conflicts_with = "exclusive")]
     pub shared: bool,
     /// Take the lock exclusive (a writer; the default)
-    #[arg(short = 'x', long)]
+    #[arg(short = 'x', long, short_alias = 'e')]
     pub exclusive: bool,
     /// Give up after waiting this long: 10s, 500ms, 1.5s, 2m, 1m30s [default: forever]
     #[arg(
         short = 'w',
         long,
+        visible_alias = "wait",
         value_name = "DURATION",
         value_parser = crate::duration::parse,
         conflicts_with = "no_wait"
     )]
     pub timeout: Option<Duration>,
     /// Fail at once if the lock is busy
-    #[arg(short = 'n', long)]
+    #[arg(short = 'n', long, visible_aliases = ["nb", "nonblock"])]
     pub no_wait: bool,
     /// User recorded in the lock's metadata [default: $USER]
-    #[arg(short = 'u', long, value_name = "USER")]
+    // No -u: in flock(1), -u means unlock.
+    #[arg(long, value_name = "USER")]
     pub user: Option<String>,
     /// Exit code when the lock stays busy or the timeout passes
     #[arg(short = 'E', long, value_name = "CODE", default_value_t = crate::error::code::BUSY)]

@@ -907,3 +907,19 @@ fn run_lock_outlives_a_sigkilled_scanlock_while_the_commands_children_live() {
     // SAFETY: a sleep we started.
     unsafe { libc::kill(bgpid as i32, libc::SIGKILL) };
 }
+
+/// Issue #19: flock(1)'s spellings are accepted; `-u` (unlock in flock(1)) is not `--user`.
+#[test]
+fn run_accepts_flock_spellings_and_has_no_u_short() {
+    let dir = root();
+    for args in [
+        &["run", "-e", "--nb", "a", "--", "true"][..],
+        &["run", "--nonblock", "a", "--", "true"],
+        &["run", "--wait", "1", "a", "--", "true"],
+    ] {
+        let out = output(at(dir.path(), args));
+        assert_eq!(out.code, Some(0), "{args:?}: {out:?}");
+    }
+    let out = output(at(dir.path(), &["run", "-u", "me", "a", "--", "true"]));
+    assert_eq!(out.code, Some(2), "{out:?}");
+}
