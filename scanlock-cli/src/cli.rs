@@ -202,13 +202,16 @@ pub struct RunArgs {
     /// exits, even if processes the command started in the background live on
     #[arg(short = 'o', long)]
     pub close: bool,
+    /// Run this command string with `sh -c` (as flock(1) -c) instead of COMMAND
+    #[arg(short = 'c', value_name = "STRING", conflicts_with = "command")]
+    pub shell_command: Option<OsString>,
     /// The lock's name, e.g. scan001
     #[arg(value_name = "NAME", value_parser = parse_name)]
     pub name: String,
     /// The command and its arguments
     #[arg(
         value_name = "COMMAND",
-        required = true,
+        required_unless_present = "shell_command",
         trailing_var_arg = true,
         allow_hyphen_values = true
     )]

@@ -58,7 +58,11 @@ pub fn run(location: &Location, args: &RunArgs) -> Result<u8, CliError> {
             Location::Url(_) => None,
         }
     };
-    let (result, descendants_alive) = run_command(&args.command, inherit);
+    let argv = match &args.shell_command {
+        Some(script) => vec!["sh".into(), "-c".into(), script.clone()],
+        None => args.command.clone(),
+    };
+    let (result, descendants_alive) = run_command(&argv, inherit);
     if descendants_alive {
         // Processes the command started still hold the inherited lock: unlocking now
         // would let them run unlocked. The kernel releases the lock when the last of

@@ -923,3 +923,12 @@ fn run_accepts_flock_spellings_and_has_no_u_short() {
     let out = output(at(dir.path(), &["run", "-u", "me", "a", "--", "true"]));
     assert_eq!(out.code, Some(2), "{out:?}");
 }
+
+/// Issue #19: `-c STRING` runs the string with `sh -c`.
+#[test]
+fn run_c_runs_a_command_string_with_sh() {
+    let dir = root();
+    let out = output(at(dir.path(), &["run", "-c", "echo one; exit 7", "a"]));
+    assert_eq!(out.code, Some(7), "{out:?}");
+    assert_eq!(out.stdout, "one\n");
+}
