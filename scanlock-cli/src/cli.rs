@@ -206,7 +206,7 @@ pub struct RunArgs {
     #[arg(short = 'c', value_name = "STRING", conflicts_with = "command")]
     pub shell_command: Option<OsString>,
     /// The lock's name, e.g. scan001
-    #[arg(value_name = "NAME", value_parser = parse_name)]
+    #[arg(value_name = "NAME", value_parser = parse_run_name)]
     pub name: String,
     /// The command and its arguments
     #[arg(
@@ -252,6 +252,18 @@ fn parse_name(s: &str) -> Result<String, String> {
         return Err("a lock name cannot be empty; use e.g. scan001".to_owned());
     }
     Ok(s.to_owned())
+}
+
+/// The NAME of `run`: a lock name, not a path (a path is a likely mix-up with
+/// `flock(1) FILE COMMAND`, which would silently lock a different thing).
+fn parse_run_name(s: &str) -> Result<String, String> {
+    if s.contains('/') || s.ends_with(".lock") {
+        return Err(format!(
+            "`{s}` looks like a file path, but NAME is a lock name such as scan001 \
+             (its file is <root>/.locks/NAME.lock); to lock a file by path use flock(1)"
+        ));
+    }
+    parse_name(s)
 }
 
 /// A polling interval: a duration of at least 10 ms, so a typo cannot spin a core.

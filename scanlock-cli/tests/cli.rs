@@ -932,3 +932,14 @@ fn run_c_runs_a_command_string_with_sh() {
     assert_eq!(out.code, Some(7), "{out:?}");
     assert_eq!(out.stdout, "one\n");
 }
+
+/// Issue #19: a NAME that is a path is refused with a pointer to locking by path.
+#[test]
+fn run_refuses_a_path_as_name() {
+    let dir = root();
+    for name in ["/tmp/x", "scan001.lock"] {
+        let out = output(at(dir.path(), &["run", name, "--", "true"]));
+        assert_eq!(out.code, Some(2), "{out:?}");
+        assert!(out.stderr.contains("looks like a file path"), "{out:?}");
+    }
+}
