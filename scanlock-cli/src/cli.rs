@@ -123,8 +123,11 @@ pub enum Command {
             Exits with COMMAND's exit code, or 128+S if a signal S killed it. SIGINT, \
             SIGTERM, SIGHUP, SIGQUIT, SIGUSR1 and SIGUSR2 sent to scanlock are passed to \
             COMMAND (signals a terminal sends reach COMMAND directly and are not sent \
-            twice); scanlock keeps the lock until COMMAND has exited. On Linux, COMMAND is \
-            killed if scanlock itself is killed (SIGKILL), so it never runs unlocked.\n\n\
+            twice); scanlock keeps the lock until COMMAND has exited.\n\n\
+            COMMAND inherits the lock (the locked file's descriptor, as with flock(1); \
+            file back end only), so the lock stays held while anything COMMAND started \
+            lives, even if scanlock is killed (SIGKILL; on Linux COMMAND itself is then \
+            killed too). -o/--close: COMMAND does not inherit it.\n\n\
             Options go before NAME; everything after NAME (or after --) is the command.",
         after_long_help = EXIT_CODES
     )]
@@ -169,22 +172,24 @@ pub struct RunArgs {
     #[arg(short = 's', long, conflicts_with = "exclusive")]
     pub shared: bool,
     /// Take the lock exclusive (a writer; the default)
-    #[arg(short = 'x', long)]
+    #[arg(short = 'x', long, short_alias = 'e')]
     pub exclusive: bool,
     /// Give up after waiting this long: 10s, 500ms, 1.5s, 2m, 1m30s [default: forever]
     #[arg(
         short = 'w',
         long,
+        visible_alias = "wait",
         value_name = "DURATION",
         value_parser = crate::duration::parse,
         conflicts_with = "no_wait"
     )]
     pub timeout: Option<Duration>,
     /// Fail at once if the lock is busy
-    #[arg(short = 'n', long)]
+    #[arg(short = 'n', long, visible_aliases = ["nb", "nonblock"])]
     pub no_wait: bool,
     /// User recorded in the lock's metadata [default: $USER]
-    #[arg(short = 'u', long, value_name = "USER")]
+    // No -u: in flock(1), -u means unlock.
+    #[arg(long, value_name = "USER")]
     pub user: Option<String>,
     /// Exit code when the lock stays busy or the timeout passes
     #[arg(short = 'E', long, value_name = "CODE", default_value_t = crate::error::code::BUSY)]
@@ -193,13 +198,20 @@ pub struct RunArgs {
     /// notice, when stderr is a terminal)
     #[arg(short = 'v', long)]
     pub verbose: bool,
+    /// Do not let the command inherit the lock: it is released when the command
+    /// exits, even if processes the command started in the background live on
+    #[arg(short = 'o', long)]
+    pub close: bool,
+    /// Run this command string with `sh -c` (as flock(1) -c) instead of COMMAND
+    #[arg(short = 'c', value_name = "STRING", conflicts_with = "command")]
+    pub shell_command: Option<OsString>,
     /// The lock's name, e.g. scan001
-    #[arg(value_name = "NAME", value_parser = parse_name)]
+    #[arg(value_name = "NAME", value_parser = parse_run_name)]
     pub name: String,
     /// The command and its arguments
     #[arg(
         value_name = "COMMAND",
-        required = true,
+        required_unless_present = "shell_command",
         trailing_var_arg = true,
         allow_hyphen_values = true
     )]
@@ -240,6 +252,18 @@ fn parse_name(s: &str) -> Result<String, String> {
         return Err("a lock name cannot be empty; use e.g. scan001".to_owned());
     }
     Ok(s.to_owned())
+}
+
+/// The NAME of `run`: a lock name, not a path (a path is a likely mix-up with
+/// `flock(1) FILE COMMAND`, which would silently lock a different thing).
+fn parse_run_name(s: &str) -> Result<String, String> {
+    if s.contains('/') || s.ends_with(".lock") {
+        return Err(format!(
+            "`{s}` looks like a file path, but NAME is a lock name such as scan001 \
+             (its file is <root>/.locks/NAME.lock); to lock a file by path use flock(1)"
+        ));
+    }
+    parse_name(s)
 }
 
 /// A polling interval: a duration of at least 10 ms, so a typo cannot spin a core.

@@ -42,9 +42,69 @@ pub fn run(location: &Location, args: &RunArgs) -> Result<u8, CliError> {
             duration::human_precise(started.elapsed())
         );
     }
-    let result = run_command(&args.command);
+    // The command inherits the descriptor of the locked open file description (as
+    // with flock(1)), so the lock stays held while anything the command started lives,
+    // even if scanlock is SIGKILLed. Only the file back end has such a descriptor.
+    let inherit = if args.close {
+        None
+    } else {
+        match location {
+            Location::Dir(_) => Some(lock_fd(&manager).ok_or_else(|| {
+                CliError::new(
+                    format!("cannot find the descriptor of lock \"{}\"", args.name),
+                    "pass -o/--close to run the command without inheriting the lock",
+                )
+            })?),
+            Location::Url(_) => None,
+        }
+    };
+    let argv = match &args.shell_command {
+        Some(script) => vec!["sh".into(), "-c".into(), script.clone()],
+        None => args.command.clone(),
+    };
+    let (result, descendants_alive) = run_command(&argv, inherit);
+    if descendants_alive {
+        // Processes the command started still hold the inherited lock: unlocking now
+        // would let them run unlocked. The kernel releases the lock when the last of
+        // them closes it; scanlock's own holder record becomes stale (`clean`).
+        if args.verbose {
+            eprintln!(
+                "scanlock: lock \"{}\" stays held by processes the command left running",
+                args.name
+            );
+        }
+        std::mem::forget(guard);
+        return result;
+    }
     release(guard, &args.name, args.verbose);
     result
+}
+
+/// The descriptor holding the lock: the one open `.lock` file directly in the lock
+/// directory (this process holds exactly one name; the library keeps it open with
+/// O_CLOEXEC while the guard lives).
+fn lock_fd(manager: &ScanLockManager) -> Option<i32> {
+    use std::os::unix::fs::MetadataExt;
+    let dir = std::fs::metadata(manager.lock_dir()).ok()?;
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir("/proc/self/fd").ok()?.flatten() {
+        let Ok(fd) = entry.file_name().to_string_lossy().parse::<i32>() else {
+            continue;
+        };
+        let Ok(target) = std::fs::read_link(entry.path()) else {
+            continue;
+        };
+        if target.extension().is_none_or(|e| e != "lock") {
+            continue;
+        }
+        let Some(parent) = target.parent().and_then(|p| std::fs::metadata(p).ok()) else {
+            continue;
+        };
+        if parent.dev() == dir.dev() && parent.ino() == dir.ino() {
+            found.push(fd);
+        }
+    }
+    (found.len() == 1).then(|| found[0])
 }
 
 /// Takes the lock. When a person may be watching (`notice`), a first single attempt
@@ -86,7 +146,37 @@ fn release(guard: LockGuard, name: &str, verbose: bool) {
 }
 
 /// Runs `argv` to its end with signals forwarded; its exit code, shell style.
-fn run_command(argv: &[OsString]) -> Result<u8, CliError> {
+/// With `inherit`, that descriptor is passed to the command and scanlock becomes a
+/// child subreaper; the second value then tells whether any process the command started
+/// is still alive after the command exited.
+fn run_command(argv: &[OsString], inherit: Option<i32>) -> (Result<u8, CliError>, bool) {
+    if let Some(fd) = inherit {
+        // SAFETY: prctl with these arguments only changes this process's attributes.
+        unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1) };
+        let r = run_command_inner(argv, Some(fd));
+        let alive = r.is_ok() && reap_descendants();
+        (r, alive)
+    } else {
+        (run_command_inner(argv, None), false)
+    }
+}
+
+/// Reaps exited orphans (re-parented to scanlock, the subreaper); true if any
+/// descendant is still alive.
+fn reap_descendants() -> bool {
+    loop {
+        let mut status = 0;
+        // SAFETY: waits for any child without blocking.
+        let rc = unsafe { libc::waitpid(-1, &mut status, libc::WNOHANG) };
+        match rc {
+            0 => return true,
+            r if r > 0 => continue,
+            _ => return false,
+        }
+    }
+}
+
+fn run_command_inner(argv: &[OsString], inherit: Option<i32>) -> Result<u8, CliError> {
     let forwarding = Forwarding::install().map_err(|e| {
         CliError::new(
             format!("cannot set up signal forwarding: {e}"),
@@ -96,6 +186,18 @@ fn run_command(argv: &[OsString]) -> Result<u8, CliError> {
     let mut cmd = Command::new(&argv[0]);
     cmd.args(&argv[1..]);
     signals::die_with_parent(&mut cmd);
+    if let Some(fd) = inherit {
+        use std::os::unix::process::CommandExt;
+        // SAFETY: fcntl is async-signal-safe; it clears FD_CLOEXEC in the child only.
+        unsafe {
+            cmd.pre_exec(move || {
+                if libc::fcntl(fd, libc::F_SETFD, 0) != 0 {
+                    return Err(io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+    }
     // Told to stop before the command even started: do not start it.
     if let Some(sig) = forwarding.take_pending() {
         return Ok(signal_code(sig));

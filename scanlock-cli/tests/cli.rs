@@ -882,4 +882,98 @@ fn status_and_clean_survive_planted_files_and_report_damage_per_name() {
     assert_eq!(json["locks"].as_array().unwrap().len(), 2, "{json}");
     let clean = output(at(dir.path(), &["clean"]));
     assert_ne!(clean.code, Some(101), "{clean:?}");
+
+/// Issue #16 item 5: the command inherits the lock, so a background process it started
+/// keeps the lock held after scanlock is SIGKILLed, until that process ends.
+#[test]
+fn run_lock_outlives_a_sigkilled_scanlock_while_the_commands_children_live() {
+    let dir = root();
+    let pidfile = dir.path().join("pid");
+    let script = format!(
+        "sleep 30 >/dev/null 2>&1 & echo $! > {}; wait",
+        pidfile.display()
+    );
+    let cmd = at(dir.path(), &["run", "inherit", "--", "sh", "-c", &script]);
+    let bg = Bg::spawn(cmd, false);
+    wait_held_by(dir.path(), "inherit", bg.pid());
+    eventually("the grandchild wrote its pid", || {
+        std::fs::read_to_string(&pidfile).is_ok_and(|s| s.trim().parse::<u32>().is_ok())
+    });
+    let grandchild: u32 = std::fs::read_to_string(&pidfile)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    // SAFETY: kill on our own child.
+    unsafe { libc::kill(bg.pid() as i32, libc::SIGKILL) };
+    eventually("scanlock is gone", || !alive(bg.pid()));
+    let m = ScanLockManager::builder(dir.path())
+        .cleanup_on_start(false)
+        .build()
+        .unwrap();
+    assert!(alive(grandchild));
+    assert!(matches!(
+        m.try_acquire_lock("inherit", scanlock::LockType::Exclusive, "t"),
+        Err(scanlock::LockError::WouldBlock { .. })
+    ));
+    // SAFETY: the grandchild is a sleep we started.
+    unsafe { libc::kill(grandchild as i32, libc::SIGKILL) };
+    eventually("the lock is free once the grandchild is gone", || {
+        m.try_acquire_lock("inherit", scanlock::LockType::Exclusive, "t")
+            .is_ok()
+    });
+    // -o/--close: today's behaviour, the background process does not keep the lock.
+    let script = format!("sleep 30 >/dev/null 2>&1 & echo $! > {}", pidfile.display());
+    let out = output(at(
+        dir.path(),
+        &["run", "-o", "closed", "--", "sh", "-c", &script],
+    ));
+    assert_eq!(out.code, Some(0), "{out:?}");
+    let bgpid: u32 = std::fs::read_to_string(&pidfile)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    assert!(
+        m.try_acquire_lock("closed", scanlock::LockType::Exclusive, "t")
+            .is_ok()
+    );
+    // SAFETY: a sleep we started.
+    unsafe { libc::kill(bgpid as i32, libc::SIGKILL) };
+}
+
+/// Issue #19: flock(1)'s spellings are accepted; `-u` (unlock in flock(1)) is not `--user`.
+#[test]
+fn run_accepts_flock_spellings_and_has_no_u_short() {
+    let dir = root();
+    for args in [
+        &["run", "-e", "--nb", "a", "--", "true"][..],
+        &["run", "--nonblock", "a", "--", "true"],
+        &["run", "--wait", "1", "a", "--", "true"],
+    ] {
+        let out = output(at(dir.path(), args));
+        assert_eq!(out.code, Some(0), "{args:?}: {out:?}");
+    }
+    let out = output(at(dir.path(), &["run", "-u", "me", "a", "--", "true"]));
+    assert_eq!(out.code, Some(2), "{out:?}");
+}
+
+/// Issue #19: `-c STRING` runs the string with `sh -c`.
+#[test]
+fn run_c_runs_a_command_string_with_sh() {
+    let dir = root();
+    let out = output(at(dir.path(), &["run", "-c", "echo one; exit 7", "a"]));
+    assert_eq!(out.code, Some(7), "{out:?}");
+    assert_eq!(out.stdout, "one\n");
+}
+
+/// Issue #19: a NAME that is a path is refused with a pointer to locking by path.
+#[test]
+fn run_refuses_a_path_as_name() {
+    let dir = root();
+    for name in ["/tmp/x", "scan001.lock"] {
+        let out = output(at(dir.path(), &["run", name, "--", "true"]));
+        assert_eq!(out.code, Some(2), "{out:?}");
+        assert!(out.stderr.contains("looks like a file path"), "{out:?}");
+    }
 }
