@@ -882,6 +882,7 @@ fn status_and_clean_survive_planted_files_and_report_damage_per_name() {
     assert_eq!(json["locks"].as_array().unwrap().len(), 2, "{json}");
     let clean = output(at(dir.path(), &["clean"]));
     assert_ne!(clean.code, Some(101), "{clean:?}");
+}
 
 /// Issue #16 item 5: the command inherits the lock, so a background process it started
 /// keeps the lock held after scanlock is SIGKILLed, until that process ends.

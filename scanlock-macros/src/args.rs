@@ -9,7 +9,7 @@
 use proc_macro2::{Span, TokenStream, TokenTree};
 use syn::ext::IdentExt;
 use syn::parse::{Lookahead1, ParseStream, Parser};
-use syn::{Expr, Ident, LitBool, LitStr, Token};
+use syn::{Expr, ExprLit, Ident, Lit, LitBool, LitStr, Path, Token};
 
 use crate::Errors;
 
@@ -70,7 +70,22 @@ pub(crate) const OPTIONS: &[OptionSpec] = &[
         parse: |input, args| {
             input.parse::<kw::timeout>()?;
             input.parse::<Token![=]>()?;
-            args.timeout = Some(input.parse()?);
+            let value: Expr = input.parse()?;
+            // A bare number has no unit: say so here rather than leave a type
+            // error for the expansion (other expressions are checked there,
+            // on the user's tokens, by `__private::timeout_arg`).
+            if let Expr::Lit(ExprLit {
+                lit: Lit::Int(_) | Lit::Float(_),
+                ..
+            }) = &value
+            {
+                return Err(syn::Error::new_spanned(
+                    value,
+                    "`timeout` takes a `Duration`, not a number: write e.g. \
+                     `timeout = std::time::Duration::from_secs(10)`",
+                ));
+            }
+            args.timeout = Some(value);
             Ok(())
         },
     },
@@ -150,6 +165,18 @@ pub(crate) const OPTIONS: &[OptionSpec] = &[
             Ok(())
         },
     },
+    OptionSpec {
+        name: "crate",
+        syntax: "crate = <path>",
+        synchronized_only: false,
+        peek: |l| l.peek(Token![crate]),
+        parse: |input, args| {
+            input.parse::<Token![crate]>()?;
+            input.parse::<Token![=]>()?;
+            args.krate = Some(input.call(Path::parse_mod_style)?);
+            Ok(())
+        },
+    },
 ];
 
 /// The parsed attribute, as [`crate::expand`] reads it.
@@ -162,6 +189,9 @@ pub(crate) struct Args {
     pub(crate) manager: Option<Expr>,
     pub(crate) shared: Option<Span>,
     pub(crate) on_error_panic: bool,
+    /// `crate = path`: where the `scanlock` crate is, for a renamed
+    /// dependency or a facade that re-exports it (default `::scanlock`).
+    pub(crate) krate: Option<Path>,
     /// Every option written, even one whose value was rejected: checks that
     /// depend on an option stay quiet when it was only misspelt in value.
     pub(crate) given: Vec<&'static str>,
@@ -335,6 +365,7 @@ mod tests {
                 .replace("<Duration>", "::std::time::Duration::from_secs(1)");
             let src = src.replace("<&str>", "\"me\"");
             let src = src.replace("<&ScanLockManager>", "&self.locks");
+            let src = src.replace("<path>", "::my_facade::locks");
             let args =
                 parse_str(MacroKind::Synchronized, &src).unwrap_or_else(|e| panic!("{src}: {e}"));
             let set = match o.name {
@@ -344,6 +375,7 @@ mod tests {
                 "manager" => args.manager.is_some(),
                 "shared" => args.shared.is_some(),
                 "on_error" => args.on_error_panic,
+                "crate" => args.krate.is_some(),
                 other => panic!("option `{other}` is not covered by this test"),
             };
             assert!(set, "{src} did not set its field");
@@ -386,7 +418,7 @@ mod tests {
             [
                 "unknown option `tiemout` for #[read_locked]; valid options: \
               `timeout = <Duration>`, `blocking = false`, `user = <&str>`, \
-              `manager = <&ScanLockManager>`, `on_error = panic`"
+              `manager = <&ScanLockManager>`, `on_error = panic`, `crate = <path>`"
             ]
         );
         assert!(err(MacroKind::Synchronized, "x")[0].contains("`shared`"));
@@ -410,6 +442,30 @@ mod tests {
     fn timeout_with_no_wait() {
         let e = err(MacroKind::WriteLocked, "timeout = d, blocking = false");
         assert!(e[0].contains("remove one of the two"), "{e:?}");
+    }
+
+    #[test]
+    fn timeout_number() {
+        for src in ["timeout = 10", "timeout = 1.5", "timeout = 10u64"] {
+            let e = err(MacroKind::Synchronized, src);
+            assert!(
+                e[0].starts_with("`timeout` takes a `Duration`"),
+                "{src}: {e:?}"
+            );
+        }
+        assert!(parse_str(MacroKind::Synchronized, "timeout = WAIT").is_ok());
+    }
+
+    #[test]
+    fn crate_path() {
+        let krate = parse_str(MacroKind::ReadLocked, "crate = locks")
+            .unwrap()
+            .krate;
+        assert_eq!(quote!(#krate).to_string(), "locks");
+        let a = parse_str(MacroKind::ReadLocked, r#""x", crate = ::facade::locks"#).unwrap();
+        let krate = a.krate.unwrap();
+        assert_eq!(quote!(#krate).to_string(), ":: facade :: locks");
+        assert!(err(MacroKind::Synchronized, "crate = 1")[0].starts_with("expected"));
     }
 
     #[test]

@@ -27,7 +27,8 @@ use proc_macro2::{Literal, TokenStream};
 use quote::{ToTokens, quote, quote_spanned};
 use syn::ext::IdentExt;
 use syn::spanned::Spanned;
-use syn::{FnArg, Ident, ItemFn, LitStr, Member, Pat, ReturnType, Signature, Type};
+use syn::token::Brace;
+use syn::{AttrStyle, FnArg, Ident, ItemFn, LitStr, Member, Pat, ReturnType, Signature, Type};
 
 use crate::Errors;
 use crate::args::{self, Args, MacroKind, WaitOpt};
@@ -162,6 +163,12 @@ fn generate(
     } = func;
     let params = params(&sig);
     let fn_name = sig.ident.unraw().to_string();
+    // Every path into the runtime goes through `crate = ..` when given, so a
+    // renamed dependency or a facade crate works.
+    let private = match &args.krate {
+        Some(krate) => quote!(#krate::__private),
+        None => quote!(::scanlock::__private),
+    };
 
     if let Some(c) = &sig.constness {
         errors.push(syn::Error::new_spanned(
@@ -177,7 +184,7 @@ fn generate(
 
     // `__scanlock_err` is the `LockError` in scope where this is spliced.
     let on_error = if args.on_error_panic {
-        quote!(::scanlock::__private::lock_failed(__scanlock_err))
+        quote!(#private::lock_failed(__scanlock_err))
     } else if returns_result(&sig.output) {
         // Spanned on the error type: a missing `From<LockError>` is reported
         // there rather than on the whole attribute.
@@ -224,7 +231,7 @@ fn generate(
         // by deref coercion, and never moves out of `expr`.
         Some(expr) => quote!(&(#expr)),
         None => quote! {
-            match ::scanlock::__private::global() {
+            match #private::global() {
                 ::core::result::Result::Ok(__scanlock_manager) => __scanlock_manager,
                 ::core::result::Result::Err(__scanlock_err) => #on_error,
             }
@@ -236,38 +243,58 @@ fn generate(
     };
     let lock_type = match (kind, args.shared) {
         (MacroKind::ReadLocked, _) | (MacroKind::Synchronized, Some(_)) => {
-            quote!(::scanlock::__private::LockType::Shared)
+            quote!(#private::LockType::Shared)
         }
         (MacroKind::WriteLocked, _) | (MacroKind::Synchronized, None) => {
-            quote!(::scanlock::__private::LockType::Exclusive)
+            quote!(#private::LockType::Exclusive)
         }
     };
     let wait = match args.wait() {
-        WaitOpt::Default => quote!(::scanlock::__private::Wait::Default),
-        WaitOpt::NoWait => quote!(::scanlock::__private::Wait::NoWait),
-        WaitOpt::Timeout(d) => quote!(::scanlock::__private::Wait::Timeout(#d)),
+        WaitOpt::Default => quote!(#private::Wait::Default),
+        WaitOpt::NoWait => quote!(#private::Wait::NoWait),
+        // Through a function spanned on the user's expression: a value that is
+        // not a `Duration` is reported there, with scanlock's own message.
+        WaitOpt::Timeout(d) => {
+            let span = generated_at(d.span());
+            let arg = quote_spanned!(span=> #private::timeout_arg(#d));
+            quote!(#private::Wait::Timeout(#arg))
+        }
     };
     let acquire = if sig.asyncness.is_some() {
         // The runtime's future is 'static and Send: it does not borrow the
         // manager, name or user, and waits without blocking the executor.
         quote! {
-            ::scanlock::__private::acquire_async(
+            #private::acquire_async(
                 __scanlock_manager, &__scanlock_name, #lock_type, __scanlock_user, #wait,
             ).await
         }
     } else {
         quote! {
-            ::scanlock::__private::acquire(
+            #private::acquire(
                 __scanlock_manager, &__scanlock_name, #lock_type, __scanlock_user, #wait,
             )
         }
     };
 
+    // syn moves the body's inner attributes (`#![allow(..)]`) into `attrs`;
+    // they go back to the start of the body, where they are legal and apply
+    // to the whole function as written.
+    let (inner_attrs, outer_attrs): (Vec<_>, Vec<_>) = attrs
+        .into_iter()
+        .partition(|a| matches!(a.style, AttrStyle::Inner(_)));
+    // The user's block becomes the tail of the generated body. With its own
+    // braces' spans, rustc's `unused_braces` would fire on every one-line
+    // body (`{ Ok(()) }`), and `cargo fix` would then remove braces that the
+    // expansion needs; braces that belong to the expansion are not linted.
+    let mut block = block;
+    block.brace_token = Brace(generated_at(block.brace_token.span.join()));
+
     Ok(quote! {
-        #(#attrs)*
+        #(#outer_attrs)*
         #vis #sig {
+            #(#inner_attrs)*
             let __scanlock_guard = {
-                let __scanlock_manager: &::scanlock::__private::ScanLockManager = #manager;
+                let __scanlock_manager: &#private::ScanLockManager = #manager;
                 let __scanlock_name: ::std::string::String = #name;
                 let __scanlock_user: &::core::primitive::str = #user;
                 match #acquire {
@@ -496,12 +523,41 @@ mod tests {
             r#""{self.id}", shared, timeout = d, user = "ingest", manager = self.locks, on_error = panic"#,
             "fn f(&mut self) { }",
         );
-        assert!(out.contains("Wait :: Timeout (d)"), "{out}");
+        assert!(
+            out.contains("Wait :: Timeout (:: scanlock :: __private :: timeout_arg (d))"),
+            "{out}"
+        );
         assert!(out.contains(r#"& ("ingest")"#));
         assert!(out.contains("& (self . locks)"));
         assert!(out.contains("lock_failed"));
         assert!(out.contains("LockType :: Shared"));
         assert!(!out.contains("global"));
+    }
+
+    #[test]
+    fn crate_path_replaces_scanlock() {
+        let out = expand_str(
+            MacroKind::Synchronized,
+            r#""{scan_id}", crate = ::facade::locks, timeout = d"#,
+            "async fn f(scan_id: &str) -> Result<(), E> { Ok(()) }",
+        );
+        assert!(!out.contains(":: scanlock"), "{out}");
+        assert!(out.contains(":: facade :: locks :: __private :: acquire_async"));
+        assert!(out.contains(":: facade :: locks :: __private :: timeout_arg (d)"));
+    }
+
+    #[test]
+    fn inner_attributes_stay_in_the_body() {
+        let out = expand_str(
+            MacroKind::ReadLocked,
+            "",
+            "#[inline] fn f(scan_id: &str) -> Result<(), E> { #![allow(unused)] Ok(()) }",
+        );
+        assert!(
+            out.starts_with("# [inline] fn f (scan_id : & str) -> Result < () , E > { # ! [allow (unused)] let __scanlock_guard"),
+            "{out}"
+        );
+        assert!(out.ends_with("; { Ok (()) } }"), "{out}");
     }
 
     #[test]

@@ -76,7 +76,8 @@ use args::MacroKind;
 /// After the template, in any order, each at most once:
 ///
 /// - `timeout = <Duration>`: wait at most this long (default: the
-///   manager's default timeout, 30 s unless configured).
+///   manager's default timeout, 30 s unless configured). A bare number
+///   (`timeout = 10`) is rejected: it has no unit.
 /// - `blocking = false`: make one attempt and fail at once if the lock is
 ///   held. Cannot be combined with `timeout`.
 /// - `user = <&str>`: who holds the lock, as shown by
@@ -92,6 +93,11 @@ use args::MacroKind;
 /// - `shared` (`#[synchronized]` only): take a shared lock instead.
 /// - `on_error = panic`: panic with the lock error's message instead of
 ///   returning it; required when the function does not return a `Result`.
+/// - `crate = <path>`: where the `scanlock` crate is, when it is not
+///   `::scanlock`: a renamed dependency (`locks = { package = "scanlock" }`
+///   in Cargo.toml, then `crate = locks`) or a crate that re-exports
+///   scanlock (`crate = my_facade::locks`). The expansion reaches scanlock
+///   only through this path.
 ///
 /// ```no_run
 /// use std::collections::HashMap;
@@ -135,7 +141,9 @@ use args::MacroKind;
 /// methods, trait methods with a default body, generic functions (`impl
 /// Trait` arguments and `where` clauses included), any visibility, `unsafe
 /// fn`, and `async fn`. Attributes, doc comments and the signature are kept
-/// as written.
+/// as written; inner attributes at the start of the body (`#![allow(..)]`)
+/// stay there. The expansion itself triggers no lint in the user's code (a
+/// crate with `#![deny(warnings)]` and clippy compiles clean).
 ///
 /// In an `async fn`, waiting for the lock does not block the executor
 /// thread, the guard is `Send` so the future stays `Send`, and dropping the

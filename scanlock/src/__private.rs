@@ -2,6 +2,7 @@
 //! in any release.
 
 use std::future::Future;
+use std::time::Duration;
 
 pub use crate::{LockError, LockGuard, LockType, ScanLockManager, SendLockGuard, Wait};
 
@@ -36,4 +37,29 @@ pub fn acquire_async(
 #[track_caller]
 pub fn lock_failed(err: LockError) -> ! {
     panic!("{err}")
+}
+
+/// `timeout = <expr>`: the expansion passes the user's expression through this
+/// function, spanned on it, so a value that is not a `Duration` is reported on
+/// the user's tokens with the message below instead of as a type error inside
+/// scanlock.
+pub fn timeout_arg<T: TimeoutArg>(timeout: T) -> Duration {
+    timeout.into_duration()
+}
+
+/// What `timeout = ..` accepts: a [`Duration`].
+#[diagnostic::on_unimplemented(
+    message = "`timeout` takes a `Duration`, not `{Self}`",
+    label = "not a `Duration`",
+    note = "write e.g. `timeout = std::time::Duration::from_secs(10)`"
+)]
+pub trait TimeoutArg {
+    /// The wait.
+    fn into_duration(self) -> Duration;
+}
+
+impl TimeoutArg for Duration {
+    fn into_duration(self) -> Duration {
+        self
+    }
 }

@@ -22,6 +22,21 @@
 //! # Ok::<(), LockError>(())
 //! ```
 //!
+//! # What else is here
+//!
+//! - **Attribute macros**: [`macro@synchronized`], [`macro@read_locked`] and
+//!   [`macro@write_locked`] run a function while holding a lock named from its arguments
+//!   (`#[scanlock::synchronized("{f_name}-{scan_id}")]`).
+//! - **Async**: [`ScanLockManager::acquire_lock_async`] waits without blocking the
+//!   executor; the macros use it for an `async fn`.
+//! - **Back ends**: lock files under a directory (`flock`, the default) and PostgreSQL
+//!   advisory locks (feature `postgres`, [`init_lock_url`] or
+//!   [`ScanLockManager::builder`](ScanLockManager) with a `postgres://` URL).
+//! - **Fencing tokens**: [`LockGuard::fencing_token`] increases with every exclusive
+//!   acquisition of a name, for storage that must reject a stale holder's writes.
+//! - **CLI**: the [`scanlock-cli`](https://crates.io/crates/scanlock-cli) crate installs
+//!   `scanlock`, to inspect, wait for, run under and clean locks from a shell.
+//!
 //! # Semantics
 //!
 //! - **Shared/exclusive, per name.** Shared holders coexist; an exclusive holder excludes
@@ -66,36 +81,66 @@
 //! Linux (and other Unix systems with `flock`). Use local file systems: `flock` over NFS
 //! is emulated with byte-range locks and is only as reliable as the NFS lock manager.
 #![warn(missing_docs)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
+// Everything below is Unix-only (flock, fork, /proc): on another target this one error is
+// all the build reports.
+#[cfg(not(unix))]
+compile_error!(
+    "scanlock supports Unix (Linux, macOS, the BSDs: any target with flock) only: \
+     its locks are flock(2) locks on files and its holder records use Unix process ids"
+);
+
+#[cfg(unix)]
 mod async_acquire;
+#[cfg(unix)]
 mod backend;
+#[cfg(unix)]
 mod error;
+#[cfg(unix)]
 mod global;
+#[cfg(unix)]
 mod guard;
+#[cfg(unix)]
 mod info;
+#[cfg(unix)]
 mod local;
+#[cfg(unix)]
 mod manager;
+#[cfg(unix)]
 mod name;
 
+#[cfg(unix)]
 #[doc(hidden)]
 pub mod __fuzz;
+#[cfg(unix)]
 #[doc(hidden)]
 pub mod __private;
 
+#[cfg(unix)]
 pub use async_acquire::AcquireFuture;
+#[cfg(unix)]
 pub use backend::{file_url_root, redact_url};
+#[cfg(unix)]
 pub use error::LockError;
+#[cfg(unix)]
 pub use global::{URL_ENV, global_manager, init_lock_root, init_lock_url};
+#[cfg(unix)]
 pub use guard::{LockGuard, SendLockGuard};
+#[cfg(unix)]
 pub use info::LockInfo;
+#[cfg(unix)]
 pub use manager::{
     CleanupReport, DEFAULT_TIMEOUT, LockStatus, ScanLockManager, ScanLockManagerBuilder,
     StaleRecord, Wait,
 };
+#[cfg(unix)]
 pub use scanlock_macros::{read_locked, synchronized, write_locked};
 
+#[cfg(unix)]
 use serde::{Deserialize, Serialize};
 
+#[cfg(unix)]
 /// The two modes of a lock.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -106,6 +151,7 @@ pub enum LockType {
     Exclusive,
 }
 
+#[cfg(unix)]
 impl std::fmt::Display for LockType {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(match self {
