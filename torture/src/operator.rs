@@ -86,7 +86,7 @@ impl Operator {
 
     fn act(&mut self) {
         let k = self.rng.below(self.stems.len() as u64) as usize;
-        let n_actions = if self.unlink_held { 19 } else { 18 };
+        let n_actions = if self.unlink_held { 20 } else { 19 };
         match self.rng.below(n_actions) {
             0 => {
                 if open_rw(&self.path(k, ".gate"))
@@ -238,6 +238,26 @@ impl Operator {
                 );
                 if a.is_ok() || b.is_ok() {
                     self.done("holders-symlink");
+                }
+            }
+            18 => {
+                // Hostile entries under names of their own (issue #16): FIFOs where a
+                // lock and gate belong (an open without O_NONBLOCK would hang), and
+                // file names that decode to no lock name (`%` is the empty name,
+                // `%%00` a NUL), which every listing and cleanup must skip.
+                self.seq += 1;
+                let mut planted = false;
+                for suffix in [".lock", ".gate"] {
+                    let p = self.lockdir.join(format!("fifo{}{suffix}", self.seq));
+                    let c = std::ffi::CString::new(p.as_os_str().as_encoded_bytes()).unwrap();
+                    // SAFETY: a valid NUL-terminated path.
+                    planted |= unsafe { libc::mkfifo(c.as_ptr(), 0o644) } == 0;
+                }
+                for f in ["%.info", "%.lock", "%%00.lock", "%61.lock", "%.holders"] {
+                    planted |= fs::write(self.lockdir.join(f), b"x").is_ok();
+                }
+                if planted {
+                    self.done("plant-fifo-undecodable");
                 }
             }
             _ => {
