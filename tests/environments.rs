@@ -3,11 +3,13 @@
 //! code before its fix (see RELIABILITY.md, "Hostile environments").
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command};
+use std::process::Child;
 use std::time::{Duration, Instant};
 
 use scanlock::{LockError, LockType, ScanLockManager};
-use scanlock_testkit::{ROLE_VAR, eventually, role, spawn_self, wait_deadline};
+use scanlock_testkit::{
+    can_unshare_mounts, eventually, role, spawn_self, spawn_self_in_mount_namespace, wait_deadline,
+};
 
 const LONG: Duration = Duration::from_secs(20);
 
@@ -38,34 +40,15 @@ fn await_ready(root: &Path, user: &str) {
     );
 }
 
-fn q(p: &Path) -> String {
-    format!("'{}'", p.display().to_string().replace('\'', "'\\''"))
-}
-
-fn can_unshare_mounts() -> bool {
-    // SAFETY: geteuid has no preconditions.
-    (unsafe { libc::geteuid() } == 0)
-        && Command::new("unshare")
-            .args(["-m", "true"])
-            .status()
-            .is_ok_and(|s| s.success())
-}
-
 /// This test binary's `test` in role `role`, in a private mount namespace where `/proc`
 /// is hidden under an empty tmpfs (as in a chroot or a minimal container).
 fn without_proc(test: &str, role: &str, root: &Path) -> Child {
-    let exe = std::env::current_exe().unwrap();
-    Command::new("unshare")
-        .args(["-m", "--propagation", "private", "sh", "-c"])
-        .arg(format!(
-            "mount -t tmpfs none /proc && exec {} {test} --exact --nocapture --test-threads=1",
-            q(&exe)
-        ))
-        .env(ROLE_VAR, role)
-        .env("SCANLOCK_TEST_ROOT", root)
-        .env_remove("SCANLOCK_URL")
-        .spawn()
-        .unwrap()
+    spawn_self_in_mount_namespace(
+        "mount -t tmpfs none /proc",
+        test,
+        role,
+        &[("SCANLOCK_TEST_ROOT", root)],
+    )
 }
 
 /// Without `/proc`, records are still published (the rename path), and another such

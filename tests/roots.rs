@@ -1,12 +1,14 @@
 //! What a lock root means: fixed when the manager is built, and identified by the
 //! directory itself, whatever the spelling (relative path, symlink, bind mount).
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use scanlock::{LockError, LockType, ScanLockManager};
-use scanlock_testkit::{role, spawn_self, wait_deadline};
+use scanlock_testkit::{
+    can_unshare_mounts, role, shell_quote as q, spawn_self, spawn_self_in_mount_namespace,
+    wait_deadline,
+};
 
 const LONG: Duration = Duration::from_secs(20);
 
@@ -120,48 +122,11 @@ fn managers_on_a_bind_mounted_root_share_one_in_process_layer() {
     let (real, alias) = (dir.path().join("real"), dir.path().join("alias"));
     std::fs::create_dir(&real).unwrap();
     std::fs::create_dir(&alias).unwrap();
-    let mut child = in_mount_namespace(
+    let mut child = spawn_self_in_mount_namespace(
         &format!("mount --bind {} {}", q(&real), q(&alias)),
         TEST,
         "bind",
         &[("SCANLOCK_TEST_A", &real), ("SCANLOCK_TEST_B", &alias)],
     );
     assert!(wait_deadline(&mut child, LONG, "bind-mount child").success());
-}
-
-fn q(p: &Path) -> String {
-    format!("'{}'", p.display().to_string().replace('\'', "'\\''"))
-}
-
-/// Whether this process may make a private mount namespace (root, with unshare(1)).
-pub fn can_unshare_mounts() -> bool {
-    // SAFETY: geteuid has no preconditions.
-    (unsafe { libc::geteuid() } == 0)
-        && Command::new("unshare")
-            .args(["-m", "true"])
-            .status()
-            .is_ok_and(|s| s.success())
-}
-
-/// Runs `setup` (a shell command) and then this test binary's `test` in role `role`,
-/// inside a new private mount namespace.
-fn in_mount_namespace(
-    setup: &str,
-    test: &str,
-    role: &str,
-    env: &[(&str, &Path)],
-) -> std::process::Child {
-    let exe = std::env::current_exe().unwrap();
-    let mut cmd = Command::new("unshare");
-    cmd.args(["-m", "--propagation", "private", "sh", "-c"])
-        .arg(format!(
-            "{setup} && exec {} {test} --exact --nocapture --test-threads=1",
-            q(&exe)
-        ))
-        .env(scanlock_testkit::ROLE_VAR, role)
-        .env_remove("SCANLOCK_URL");
-    for (k, v) in env {
-        cmd.env(k, v);
-    }
-    cmd.spawn().unwrap()
 }

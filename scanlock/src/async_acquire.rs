@@ -52,18 +52,6 @@ impl std::fmt::Debug for AcquireFuture {
 }
 
 impl ScanLockManager {
-    fn take_send(
-        &self,
-        name: &str,
-        lock_type: LockType,
-        user: &str,
-        wait: WaitCtx,
-        key: HolderKey,
-    ) -> Result<SendLockGuard, LockError> {
-        let entry = self.take(name, lock_type, user, wait, key)?;
-        Ok(SendLockGuard::new(self.clone(), entry, key, lock_type))
-    }
-
     /// Takes `name` from async code: the executor thread never blocks, the returned
     /// future is `Send + 'static`, and dropping it while it waits leaves nothing locked.
     ///

@@ -514,8 +514,19 @@ impl ScanLockManager {
         user: &str,
         wait: Wait,
     ) -> Result<SendLockGuard, LockError> {
-        let key = Self::task_key();
-        let entry = self.take(name, lock_type, user, self.wait_ctx(wait), key)?;
+        self.take_send(name, lock_type, user, self.wait_ctx(wait), Self::task_key())
+    }
+
+    /// [`take`](Self::take) for a movable guard (`key` is a fresh task key).
+    pub(crate) fn take_send(
+        &self,
+        name: &str,
+        lock_type: LockType,
+        user: &str,
+        wait: WaitCtx,
+        key: HolderKey,
+    ) -> Result<SendLockGuard, LockError> {
+        let entry = self.take(name, lock_type, user, wait, key)?;
         Ok(SendLockGuard::new(self.clone(), entry, key, lock_type))
     }
 

@@ -53,6 +53,45 @@ pub fn wait_deadline(child: &mut Child, limit: Duration, what: &str) -> ExitStat
     }
 }
 
+/// `p` quoted for `sh -c`.
+pub fn shell_quote(p: &Path) -> String {
+    format!("'{}'", p.display().to_string().replace('\'', "'\\''"))
+}
+
+/// Whether this process may make a private mount namespace (root, with unshare(1)).
+pub fn can_unshare_mounts() -> bool {
+    // SAFETY: geteuid has no preconditions.
+    (unsafe { libc::geteuid() } == 0)
+        && Command::new("unshare")
+            .args(["-m", "true"])
+            .status()
+            .is_ok_and(|s| s.success())
+}
+
+/// Runs `setup` (a shell command) and then this test binary's `test` in role `role`,
+/// inside a new private mount namespace (see [`can_unshare_mounts`]).
+pub fn spawn_self_in_mount_namespace(
+    setup: &str,
+    test: &str,
+    role: &str,
+    env: &[(&str, &Path)],
+) -> Child {
+    let exe = std::env::current_exe().expect("current test binary");
+    let mut cmd = Command::new("unshare");
+    cmd.args(["-m", "--propagation", "private", "sh", "-c"])
+        .arg(format!(
+            "{setup} && exec {} {test} --exact --nocapture --test-threads=1",
+            shell_quote(&exe)
+        ))
+        .env(ROLE_VAR, role)
+        .env_remove("SCANLOCK_URL")
+        .stdin(Stdio::null());
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd.spawn().expect("spawn unshare")
+}
+
 /// Polls `cond` until it is true or `limit` passes; returns whether it became true.
 pub fn eventually(limit: Duration, mut cond: impl FnMut() -> bool) -> bool {
     let end = Instant::now() + limit;
